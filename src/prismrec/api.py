@@ -1,0 +1,155 @@
+"""Public API: train a model from a config, reload a run, evaluate it, recommend from it.
+
+Experiments and the CLI are clients of these functions.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .config import ExperimentConfig, build_config, save_config
+from .data import LeaveOneOut, RecDataset, load_dataset
+from .data.sequences import DataError
+from .data.split import pad_history
+from .evaluation import EvalResult, evaluate
+from .models import SequentialRecommender, build_model
+from .training import Trainer, resolve_device
+from .training.checkpoint import load_weights, save_weights, write_json
+from .training.trainer import peak_memory_mb, seed_everything
+
+
+@dataclass
+class Run:
+    """A trained (or reloaded) model with everything needed to use it."""
+
+    config: ExperimentConfig
+    dataset: RecDataset
+    data: LeaveOneOut
+    model: SequentialRecommender
+    device: torch.device
+    run_dir: Path | None = None
+    summary: dict | None = None
+
+    def evaluate(self, split: str = "test") -> EvalResult:
+        self.model.eval()
+        return evaluate(self.model.full_sort_scores, self.data.split(split), self.config.eval.ks,
+                        batch_size=self.config.eval.batch_size, exclude_history=self.config.eval.exclude_history,
+                        device=self.device)
+
+    @torch.no_grad()
+    def recommend(self, history: list[int], k: int = 10, exclude_history: bool = True) -> list[tuple[int, float]]:
+        """Top-``k`` items (id, score) after ``history`` (item ids, oldest first)."""
+        n = self.dataset.num_items
+        bad = [i for i in history if not 1 <= i <= n]
+        if not history or bad:
+            raise DataError(f"history must be a non-empty list of item ids in 1..{n}; invalid: {bad or 'empty'}")
+        self.model.eval()
+        seq = pad_history(history, self.config.data.max_seq_len).to(self.device)
+        scores = self.model.full_sort_scores(seq)[0].float()  # (N + 1,)
+        scores[0] = float("-inf")
+        if exclude_history:
+            scores[torch.tensor(history, device=self.device)] = float("-inf")
+        top = torch.topk(scores, min(k, n))
+        return [(int(i), float(s)) for s, i in zip(top.values.cpu(), top.indices.cpu()) if s > float("-inf")]
+
+
+def dataset_from_config(cfg: ExperimentConfig) -> RecDataset:
+    return load_dataset(cfg.data.path, min_seq_len=cfg.data.min_seq_len, modalities=cfg.data.modalities,
+                        synthetic=cfg.data.synthetic)
+
+
+def feature_tensors(dataset: RecDataset, modalities: tuple[str, ...] = ()) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    names = list(modalities) or list(dataset.features)
+    missing = [m for m in names if m not in dataset.features]
+    if missing:
+        raise DataError(f"dataset {dataset.name!r} has no modality {missing}; available: {sorted(dataset.features)}")
+    return {m: (torch.from_numpy(dataset.features[m].values).float(), torch.from_numpy(dataset.features[m].present))
+            for m in names}
+
+
+def build(cfg: ExperimentConfig, dataset: RecDataset | None = None, device: torch.device | None = None) -> Run:
+    """Load data and build an untrained model for ``cfg`` (seeded)."""
+    dataset = dataset if dataset is not None else dataset_from_config(cfg)
+    data = LeaveOneOut.build(dataset.sequences, cfg.data.max_seq_len)
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg.model, dataset.num_items, cfg.data.max_seq_len, cfg.train.loss,
+                        feature_tensors(dataset, cfg.data.modalities))
+    device = device or resolve_device(cfg.train.device)
+    return Run(config=cfg, dataset=dataset, data=data, model=model.to(device), device=device)
+
+
+def default_run_dir(cfg: ExperimentConfig, dataset: RecDataset) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{dataset.name}-{cfg.model.backbone}-{cfg.train.loss}"
+
+
+def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progress: bool = True,
+          dataset: RecDataset | None = None) -> Run:
+    """Train, early-stop on validation, restore the best state, evaluate on test, save the run.
+
+    The run directory receives ``config.yaml`` (resolved), ``model.safetensors``,
+    ``metrics.jsonl`` (one line per epoch) and ``summary.json``.
+    """
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
+    run = build(cfg, dataset)
+    run_dir = Path(output_dir) if output_dir else default_run_dir(cfg, run.dataset)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress)
+    fit = trainer.fit()
+    valid = run.evaluate("valid")
+    test = run.evaluate("test")
+    save_weights(run.model, run_dir, metadata={"prismrec_version": __version__,
+                                               "item_map_fingerprint": run.dataset.item_map_fingerprint()})
+    summary = {
+        "dataset": run.dataset.name,
+        "backbone": cfg.model.backbone,
+        "loss": cfg.train.loss,
+        "valid": valid.metrics,
+        "test": test.metrics,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "stopped_early": fit.stopped_early,
+        "seconds_per_epoch": round(fit.seconds_per_epoch, 4),
+        "train_seconds": round(fit.train_seconds, 2),
+        "eval_seconds": round(test.seconds, 4),
+        "peak_memory_mb": round(peak_memory_mb(run.device), 1),
+        "num_parameters": sum(p.numel() for p in run.model.parameters()),
+        "device": str(run.device),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "item_map_fingerprint": run.dataset.item_map_fingerprint(),
+        "prismrec_version": __version__,
+        "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    write_json(summary, run_dir / "summary.json")
+    run.run_dir, run.summary = run_dir, summary
+    return run
+
+
+def load_run(run_dir: str | Path, device: str | None = None, data_path: str | None = None) -> Run:
+    """Rebuild a saved run: config -> data -> model, then load the safetensors weights."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml (is this a prismrec run directory?)")
+    extra = {"data": {"path": data_path}} if data_path else None
+    cfg = build_config(run_dir / "config.yaml", extra=extra)
+    if device:
+        cfg = build_config(run_dir / "config.yaml", overrides=[f"train.device={device}"], extra=extra)
+    run = build(cfg)
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
+    if summary and summary.get("item_map_fingerprint") not in (None, run.dataset.item_map_fingerprint()):
+        raise DataError(f"{run_dir} was trained on a dataset with a different item map "
+                        f"({summary['item_map_fingerprint']} vs {run.dataset.item_map_fingerprint()})")
+    load_weights(run.model, run_dir, run.device)
+    run.run_dir, run.summary = run_dir, summary
+    return run
+

@@ -1,0 +1,137 @@
+"""``prismrec train``, ``prismrec evaluate`` and ``prismrec recommend``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+CONFIG_HELP = """\
+Configuration: defaults <- --config YAML <- --data/--device flags <- --set overrides.
+Sections and keys (see docs/configuration.md for every field and its default):
+  data.path, data.max_seq_len, data.min_seq_len, data.modalities, data.synthetic.*
+  model.backbone, model.hidden_dim, model.num_layers, model.num_heads, model.dropout, model.ffn_mult
+  train.loss (ce|bce), train.optimizer, train.lr, train.weight_decay, train.epochs, train.batch_size,
+  train.patience, train.metric, train.eval_every, train.grad_clip, train.seed, train.device, train.num_threads
+  eval.ks, eval.exclude_history, eval.batch_size
+An unknown key is an error that lists the valid keys."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("train", help="train a model and report validation/test metrics",
+                       description="Train a sequential recommender with early stopping on validation, restore "
+                                   "the best epoch, evaluate on test, and save the run.\n\n" + CONFIG_HELP,
+                       formatter_class=fmt)
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML recipe; lists only what differs from defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable), e.g. --set train.loss=bce")
+    p.add_argument("--data", metavar="PATH", help="sequence file, prepared dataset folder, or benchmark folder "
+                   "such as ../shared/data/amazon_beauty (default: the embedded synthetic world)")
+    p.add_argument("--output-dir", metavar="DIR", help="run directory (default: runs/<time>-<dataset>-<backbone>-<loss>)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="same as --set train.device=...")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="re-evaluate a saved run (reproduces its summary numbers)",
+                       description="Rebuild a saved run from its config.yaml and model.safetensors and evaluate "
+                                   "it by full ranking.")
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `prismrec train`")
+    p.add_argument("--split", choices=["valid", "test"], default="test", help="which split (default: test)")
+    p.add_argument("--data", metavar="PATH", help="override the dataset path stored in the run's config")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the run's train.device)")
+    p.add_argument("--export-ranks", metavar="FILE.csv", help="write each user's target rank to a CSV file")
+    p.add_argument("--json", action="store_true", help="print metrics as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("recommend", help="top-k items for a given history",
+                       description="Recommend the top-k next items for an item history with a saved run.")
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `prismrec train`")
+    p.add_argument("--history", required=True, metavar="ID,ID,...",
+                   help="comma-separated item ids, oldest first (ids as in the dataset's sequence file)")
+    p.add_argument("-k", type=int, default=10, help="number of items to return (default: 10)")
+    p.add_argument("--include-history", action="store_true", help="allow items of the history to be recommended")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: cpu)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_recommend)
+
+
+def format_table(summary: dict, ks: tuple[int, ...]) -> str:
+    names = [f"{m}@{k}" for k in ks for m in ("HR", "NDCG", "MRR")]
+    lines = [f"{'split':<6} " + " ".join(f"{n:>9}" for n in names)]
+    for split in ("valid", "test"):
+        if split in summary:
+            lines.append(f"{split:<6} " + " ".join(f"{summary[split][n]:9.4f}" for n in names))
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..api import train
+    from ..config import build_config
+
+    extra: dict = {}
+    if args.data:
+        extra.setdefault("data", {})["path"] = args.data
+    if args.device:
+        extra.setdefault("train", {})["device"] = args.device
+    cfg = build_config(args.config, args.overrides, extra)
+    if cfg.data.path is None and not args.quiet:
+        print("data: embedded SYNTHETIC world (planted multimodal structure; not real data)", file=sys.stderr)
+    run = train(cfg, args.output_dir, progress=not args.quiet)
+    s = run.summary
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"dataset {s['dataset']}  backbone {s['backbone']}  loss {s['loss']}  best epoch {s['best_epoch']}/"
+              f"{s['epochs_run']}  {s['seconds_per_epoch']:.2f} s/epoch  eval {s['eval_seconds']:.2f} s")
+        print(format_table(s, cfg.eval.ks))
+        print(f"run saved to {run.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..api import load_run
+
+    run = load_run(args.run, device=args.device, data_path=args.data)
+    res = run.evaluate(args.split)
+    if args.export_ranks:
+        users = run.dataset.sequences.user_ids
+        with Path(args.export_ranks).open("w") as fh:
+            fh.write("user_id,target,rank\n")
+            targets = run.data.split(args.split).targets.tolist()
+            for u, t, r in zip(users.tolist(), targets, res.ranks.tolist()):
+                fh.write(f"{u},{t},{r}\n")
+    if args.json:
+        print(json.dumps({"split": args.split, **res.metrics, "eval_seconds": res.seconds}, indent=2))
+    else:
+        print(format_table({args.split: res.metrics}, run.config.eval.ks))
+        print(f"({res.seconds:.2f} s, {len(res.ranks)} users)")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from ..api import load_run
+    from ..data.sequences import DataError
+
+    try:
+        history = [int(x) for x in args.history.split(",") if x.strip()]
+    except ValueError:
+        raise DataError(f"--history must be comma-separated integer item ids, got {args.history!r}") from None
+    run = load_run(args.run, device=args.device or "cpu")
+    recs = run.recommend(history, args.k, exclude_history=not args.include_history)
+    ds = run.dataset
+    rows = []
+    for rank, (item, score) in enumerate(recs, start=1):
+        row = {"rank": rank, "item": item, "score": round(score, 4)}
+        if ds.item_raw_ids:
+            row["raw_id"] = ds.item_raw_ids[item - 1]
+        if ds.item_text:
+            row["text"] = ds.item_text[item - 1]
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print("  ".join(f"{k}={v}" for k, v in r.items()))
+    return 0

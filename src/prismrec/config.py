@@ -1,0 +1,352 @@
+"""Typed, frozen configuration for every component, plus YAML / ``--set`` overrides.
+
+Each component takes only its own dataclass. The top-level :class:`ExperimentConfig`
+groups them by section (``data``, ``model``, ``train``, ``eval``). Configs are built
+from plain dicts (parsed YAML, never executed) by :func:`from_dict`, which rejects
+unknown keys with a message listing the valid ones and coerces/validates types.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid. The message says which and why."""
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and noise of the embedded synthetic multimodal world (see ``prismrec.data.synthetic``)."""
+
+    num_users: int = 2000
+    """Number of users in the synthetic world."""
+    num_items: int = 1200
+    """Number of items in the synthetic world."""
+    min_len: int = 6
+    """Shortest user sequence (before the leave-one-out split)."""
+    max_len: int = 24
+    """Longest user sequence."""
+    feature_dim: int = 32
+    """Dimension of each synthetic modality ("image", "text")."""
+    feature_noise: float = 0.3
+    """Std of isotropic Gaussian noise added to each synthetic feature vector."""
+    follow_prob: float = 0.8
+    """Probability that a step follows the user's planted preference (else a popularity draw)."""
+    popularity_alpha: float = 1.0
+    """Zipf exponent of item popularity (0 = uniform)."""
+    seed: int = 0
+    """Seed of the generator: the same seed always gives the same world."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_users >= 10, "data.synthetic.num_users must be >= 10")
+        _check(self.num_items >= 64, "data.synthetic.num_items must be >= 64")
+        _check(3 <= self.min_len <= self.max_len, "need 3 <= data.synthetic.min_len <= max_len")
+        _check(self.feature_dim >= 8, "data.synthetic.feature_dim must be >= 8")
+        _check(0.0 <= self.follow_prob <= 1.0, "data.synthetic.follow_prob must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the interactions come from and how sequences are cut."""
+
+    path: str | None = None
+    """Sequence file (``user item item ...``), prepared dataset folder, or a folder of
+    ``../shared/data`` style. ``None`` uses the embedded synthetic world."""
+    max_seq_len: int = 50
+    """Most recent items kept per input sequence (older ones are truncated)."""
+    min_seq_len: int = 3
+    """Users with fewer items are dropped (with a warning); 3 is the minimum for leave-one-out."""
+    modalities: tuple[str, ...] = ()
+    """Feature matrices to load (names under ``features/``); empty = all available."""
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    """Settings of the embedded synthetic world (used only when ``path`` is ``None``)."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_seq_len >= 2, "data.max_seq_len must be >= 2")
+        _check(self.min_seq_len >= 3, "data.min_seq_len must be >= 3 (leave-one-out needs 3 items)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone architecture. Fields shared by every backbone live here."""
+
+    backbone: str = "sasrec"
+    """Registered backbone name (see ``prismrec.models.registry``)."""
+    hidden_dim: int = 64
+    """Width of item embeddings and hidden states."""
+    num_layers: int = 2
+    """Number of self-attention blocks."""
+    num_heads: int = 2
+    """Attention heads per block (must divide ``hidden_dim``)."""
+    dropout: float = 0.5
+    """Dropout on embeddings, attention probabilities and feed-forward outputs."""
+    ffn_mult: int = 1
+    """Feed-forward width as a multiple of ``hidden_dim`` (SASRec uses 1)."""
+
+    def __post_init__(self) -> None:
+        _check(self.hidden_dim >= 1, "model.hidden_dim must be >= 1")
+        _check(self.num_layers >= 1, "model.num_layers must be >= 1")
+        _check(self.num_heads >= 1 and self.hidden_dim % self.num_heads == 0,
+               f"model.num_heads ({self.num_heads}) must divide model.hidden_dim ({self.hidden_dim})")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and early stopping."""
+
+    loss: Literal["ce", "bce"] = "ce"
+    """``ce``: full-softmax cross-entropy over all items; ``bce``: binary CE with one sampled
+    negative per position (the original SASRec setting)."""
+    optimizer: Literal["adam", "adamw"] = "adam"
+    """Optimizer."""
+    lr: float = 1e-3
+    """Learning rate."""
+    weight_decay: float = 0.0
+    """Weight decay (decoupled for ``adamw``, L2 for ``adam``)."""
+    epochs: int = 200
+    """Maximum number of epochs."""
+    batch_size: int = 256
+    """Users per training batch."""
+    length_bucketing: bool = True
+    """Group users of similar sequence length into batches (shuffled order of batches, and of
+    users within ~50-batch pools) and drop all-padding columns: several times faster on short-
+    sequence data; exact per batch because outputs do not depend on left padding."""
+    patience: int = 10
+    """Stop after this many evaluations without improvement of ``metric`` on validation."""
+    metric: str = "NDCG@10"
+    """Validation metric for early stopping and best-checkpoint selection."""
+    eval_every: int = 1
+    """Evaluate on validation every this many epochs."""
+    grad_clip: float = 0.0
+    """Clip gradient norm to this value (0 = off)."""
+    seed: int = 42
+    """Seed for initialisation, shuffling and negative sampling."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` uses CUDA when available."""
+    num_threads: int = 0
+    """torch intra-op threads on CPU (0 = torch default)."""
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "train.lr must be > 0")
+        _check(self.epochs >= 1, "train.epochs must be >= 1")
+        _check(self.batch_size >= 1, "train.batch_size must be >= 1")
+        _check(self.patience >= 1, "train.patience must be >= 1")
+        _check(self.eval_every >= 1, "train.eval_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Full-ranking evaluation."""
+
+    ks: tuple[int, ...] = (5, 10, 20)
+    """Cut-offs for HR@K, NDCG@K and MRR@K."""
+    exclude_history: bool = True
+    """Score the user's history items as -inf (the target itself is never excluded)."""
+    batch_size: int = 1024
+    """Users scored per batch."""
+
+    def __post_init__(self) -> None:
+        _check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "eval.ks must be positive integers")
+        _check(self.batch_size >= 1, "eval.batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything needed to reproduce a run. Saved as ``config.yaml`` in every run directory."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.train.metric.split("@")[0] in {"HR", "NDCG", "MRR"}
+               and self.train.metric.split("@")[-1].isdigit()
+               and int(self.train.metric.split("@")[-1]) in self.eval.ks,
+               f"train.metric {self.train.metric!r} must be HR@K, NDCG@K or MRR@K with K in eval.ks {self.eval.ks}")
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+# ----------------------------------------------------------------------------- dict <-> dataclass
+
+
+def to_dict(cfg: Any) -> Any:
+    """Plain YAML-able representation (tuples become lists)."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (tuple, list)):
+        return [to_dict(v) for v in cfg]
+    return cfg
+
+
+def from_dict(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested mapping, validating keys and value types."""
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(_join(where, k) for k in unknown)}; "
+            f"valid keys{' in ' + where if where else ''}: {', '.join(sorted(fields))}")
+    kwargs = {name: _coerce(hints[name], value, _join(where, name)) for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - defensive
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError("; ".join(errors))
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "1", "0"}:
+            return value.lower() in {"true", "yes", "1"}
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(as_float)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+# ----------------------------------------------------------------------------- overrides / files
+
+
+def parse_set(assignments: list[str] | None) -> dict[str, Any]:
+    """Turn ``["train.lr=0.01", "eval.ks=[5,10]"]`` into a nested dict.
+
+    Values are parsed with ``yaml.safe_load`` (numbers, booleans, lists); nothing is executed.
+    """
+    out: dict[str, Any] = {}
+    for item in assignments or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} is both a value and a section")
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base``."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def build_config(config_file: str | Path | None = None, overrides: list[str] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Defaults <- YAML recipe <- ``extra`` (e.g. CLI flags) <- ``--set`` overrides."""
+    raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    if extra:
+        raw = deep_merge(raw, extra)
+    raw = deep_merge(raw, parse_set(overrides))
+    return from_dict(ExperimentConfig, raw)
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,127 @@
+"""The in-memory dataset every trainer and model reads: sequences + per-item features.
+
+Feature row ``i`` belongs to item ``i``; row 0 is padding. Each modality carries a
+presence mask so a missing modality is explicit all the way to the model inputs.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .sequences import DataError, Sequences, read_sequence_file
+
+
+@dataclass
+class FeatureMatrix:
+    """One modality's per-item features, aligned with item ids."""
+
+    name: str
+    values: np.ndarray  # (num_items + 1, dim) float32; row 0 = padding
+    present: np.ndarray  # (num_items + 1,) bool; False = item has no such content (row 0 False)
+    encoder: str = "unknown"
+    synthetic: bool = False
+    """True for generated vectors (the embedded demo world, tests). Never a real modality."""
+
+    def __post_init__(self) -> None:
+        if self.values.ndim != 2:
+            raise DataError(f"feature {self.name!r}: expected a 2-D matrix, got shape {self.values.shape}")
+        if self.present.shape != (self.values.shape[0],):
+            raise DataError(f"feature {self.name!r}: presence mask has shape {self.present.shape}, "
+                            f"expected ({self.values.shape[0]},)")
+
+    @property
+    def dim(self) -> int:
+        return int(self.values.shape[1])
+
+
+@dataclass
+class RecDataset:
+    """Sequences plus named feature matrices and optional item metadata."""
+
+    name: str
+    sequences: Sequences
+    features: dict[str, FeatureMatrix] = field(default_factory=dict)
+    item_raw_ids: list[str] | None = None
+    """``item_raw_ids[i - 1]`` is the raw id (ASIN, business id) of item ``i``, when known."""
+    item_text: list[str] | None = None
+    """Short text of item ``i`` at index ``i - 1``, when known (used for display)."""
+    source: str = ""
+    extras: dict = field(default_factory=dict)
+    """Dataset-specific extras (e.g. the synthetic world's planted ground truth)."""
+
+    def __post_init__(self) -> None:
+        for f in self.features.values():
+            check_feature_alignment(f, self.num_items, self.name)
+
+    @property
+    def num_items(self) -> int:
+        return self.sequences.num_items
+
+    @property
+    def num_users(self) -> int:
+        return self.sequences.num_users
+
+    def item_map_fingerprint(self) -> str:
+        return item_map_fingerprint(self.num_items, self.item_raw_ids)
+
+    def statistics(self) -> dict:
+        lengths = self.sequences.lengths
+        n_int = self.sequences.num_interactions
+        return {
+            "name": self.name,
+            "users": self.num_users,
+            "items": self.num_items,
+            "items_seen": int(len(np.unique(self.sequences.items))),
+            "interactions": n_int,
+            "avg_len": round(float(lengths.mean()), 2),
+            "median_len": float(np.median(lengths)),
+            "min_len": int(lengths.min()),
+            "max_len": int(lengths.max()),
+            "density": n_int / (self.num_users * self.num_items),
+            "modalities": {k: {"dim": f.dim, "present": int(f.present[1:].sum()), "encoder": f.encoder,
+                               "synthetic": f.synthetic} for k, f in self.features.items()},
+        }
+
+
+def item_map_fingerprint(num_items: int, raw_ids: list[str] | None) -> str:
+    """sha256 over the item id -> raw id map (or just the item count when there is no map)."""
+    h = hashlib.sha256()
+    if raw_ids is None:
+        h.update(f"identity:{num_items}".encode())
+    else:
+        for i, raw in enumerate(raw_ids, start=1):
+            h.update(f"{i}\t{raw}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def check_feature_alignment(f: FeatureMatrix, num_items: int, dataset: str = "dataset") -> None:
+    if f.values.shape[0] != num_items + 1:
+        raise DataError(f"feature {f.name!r} has {f.values.shape[0]} rows but {dataset} has {num_items} items; "
+                        f"expected {num_items + 1} rows (row 0 = padding, row i = item i)")
+
+
+def load_dataset(path: str | Path | None, *, min_seq_len: int = 3, modalities: tuple[str, ...] = (),
+                 synthetic=None) -> RecDataset:
+    """Load a dataset from a sequence file or folder, or build the embedded synthetic world.
+
+    ``path`` may be: ``None`` (synthetic world), a ``user item ...`` text file, a prepared dataset
+    folder (``dataset.json``), or a benchmark folder like ``../shared/data/amazon_beauty``.
+    """
+    if path is None:
+        from ..config import SyntheticConfig
+        from .synthetic import make_synthetic_dataset
+
+        return make_synthetic_dataset(synthetic if synthetic is not None else SyntheticConfig())
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data path {path} does not exist")
+    if path.is_file():
+        seqs, _ = read_sequence_file(path, min_len=min_seq_len)
+        return RecDataset(name=path.stem, sequences=seqs, source=str(path))
+    from .folders import load_folder
+
+    return load_folder(path, min_seq_len=min_seq_len, modalities=modalities)
+

@@ -1,0 +1,111 @@
+"""The model contract every backbone implements, and the shared recommendation losses.
+
+Evaluation only needs :meth:`SequentialRecommender.full_sort_scores`; the trainer only needs
+:meth:`SequentialRecommender.training_loss`. Backbones implement :meth:`encode_inputs`
+(and may override :meth:`score` / :meth:`recommendation_loss`, e.g. distance-based STOSA).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.sequences import PAD_ID
+from .item_input import AuxContext, ItemInput
+
+
+@dataclass
+class TrainBatch:
+    item_seq: torch.Tensor  # (B, L) left-padded inputs
+    targets: torch.Tensor  # (B, L) next item per position, PAD_ID where none
+    negatives: torch.Tensor | None = None  # (B, L) one sampled negative per position (BCE/BPR)
+    user_index: torch.Tensor | None = None  # (B,) row of each user in the dataset
+
+    def to(self, device: torch.device) -> "TrainBatch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return TrainBatch(move(self.item_seq), move(self.targets), move(self.negatives), move(self.user_index))
+
+
+@dataclass
+class LossOutput:
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class SequentialRecommender(nn.Module):
+    """Base class. ``item_input`` is the swappable item-input path (ID embedding or PRISM)."""
+
+    #: whether :meth:`training_loss` needs ``batch.negatives`` for the configured loss
+    needs_negatives: bool = False
+
+    def __init__(self, item_input: ItemInput, num_items: int, max_seq_len: int, loss: str = "ce") -> None:
+        super().__init__()
+        if loss not in ("ce", "bce"):
+            raise ValueError(f"unknown loss {loss!r}; expected 'ce' or 'bce'")
+        self.item_input = item_input
+        self.num_items = num_items
+        self.max_seq_len = max_seq_len
+        self.loss_name = loss
+        self.needs_negatives = loss == "bce"
+
+    # --- to implement -----------------------------------------------------------------
+    def encode_inputs(self, inputs: torch.Tensor, item_seq: torch.Tensor) -> torch.Tensor:
+        """Sequence encoder over given input embeddings: (B, L, D), (B, L) -> (B, L, D)."""
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int, data, device: torch.device) -> None:
+        """Hook for per-epoch work (e.g. InDiRec's intent clustering). ``data``: LeaveOneOut."""
+
+    # --- shared -----------------------------------------------------------------------
+    def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """Hidden state at every position. (B, L) -> (B, L, D)"""
+        return self.encode_inputs(self.item_input(item_seq), item_seq)
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores of all items (higher = better). (..., D) -> (..., N + 1)"""
+        return hidden @ self.item_input.output_embeddings().T
+
+    def real_item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores of real items only, column ``i`` = item ``i + 1``. (..., D) -> (..., N)
+
+        Used by the CE loss: avoids materialising and then slicing off the padding column.
+        """
+        return hidden @ self.item_input.output_embeddings()[1:].T
+
+    def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of given items only. hidden (..., D), items (...) -> (...)"""
+        return (hidden * self.item_input.output_embeddings()[items]).sum(-1)
+
+    def full_sort_scores(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for the next position after each sequence. (B, L) -> (B, N + 1)"""
+        return self.score(self.forward(item_seq)[:, -1])
+
+    def recommendation_loss(self, hidden: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
+        mask = batch.targets != PAD_ID  # (B, L)
+        h = hidden[mask]  # (P, D) only positions with a target: no work on padding
+        targets = batch.targets[mask]  # (P,)
+        if self.loss_name == "ce":
+            return F.cross_entropy(self.real_item_scores(h), targets - 1)  # padding is never a class
+        pos = self.score_items(h, targets)  # (P,)
+        neg = self.score_items(h, batch.negatives[mask])  # (P,)
+        return F.binary_cross_entropy_with_logits(torch.cat([pos, neg]),
+                                                  torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]),
+                                                  reduction="sum") / pos.numel()
+
+    def training_loss(self, batch: TrainBatch) -> LossOutput:
+        padding_mask = batch.item_seq != PAD_ID
+        hidden = self.forward(batch.item_seq)  # (B, L, D)
+        rec = self.recommendation_loss(hidden, batch)
+        aux = self.item_input.auxiliary_losses(self._aux_context(batch, padding_mask))
+        total = rec + sum(aux.values()) if aux else rec
+        return LossOutput(total=total, parts={"rec": rec.detach(), **{k: v.detach() for k, v in aux.items()}})
+
+    def _aux_context(self, batch: TrainBatch, padding_mask: torch.Tensor) -> AuxContext:
+        def encode(inputs: torch.Tensor) -> torch.Tensor:
+            reps = inputs.shape[0] // batch.item_seq.shape[0]
+            return self.encode_inputs(inputs, batch.item_seq.repeat(reps, 1))
+
+        return AuxContext(item_seq=batch.item_seq, padding_mask=padding_mask,
+                          target_mask=batch.targets != PAD_ID, encode=encode, predict=self.score)

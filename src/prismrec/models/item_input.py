@@ -1,0 +1,65 @@
+"""The item-input seam: what a backbone sees for each item of a sequence.
+
+A backbone never builds its own item embedding; it receives an :class:`ItemInput` by
+composition. Plain ID embeddings are one implementation; PRISM wraps an ID input and adds
+fused multimodal embeddings (``prismrec.prism``) without touching the backbone's code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+
+@dataclass
+class AuxContext:
+    """What an item input may use to compute its auxiliary (training-only) losses."""
+
+    item_seq: torch.Tensor  # (B, L)
+    padding_mask: torch.Tensor  # (B, L) True at real items
+    target_mask: torch.Tensor  # (B, L) True where a training target exists
+    encode: Callable[[torch.Tensor], torch.Tensor]
+    """Runs the backbone's sequence encoder on given input embeddings: (B', L, D) -> (B', L, D)
+    (``item_seq``/``padding_mask`` are repeated to ``B'`` when ``B'`` is a multiple of ``B``)."""
+    predict: Callable[[torch.Tensor], torch.Tensor]
+    """The backbone's prediction layer: hidden (..., D) -> scores over all items (..., N + 1)."""
+
+
+class ItemInput(nn.Module):
+    """Base class: per-position input embeddings plus the item table used for scoring."""
+
+    hidden_dim: int
+    num_items: int
+
+    def forward(self, item_seq: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
+        raise NotImplementedError
+
+    def output_embeddings(self) -> torch.Tensor:  # (N + 1, D)
+        raise NotImplementedError
+
+    def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
+        """Extra training losses (e.g. PRISM's interaction losses). Plain inputs have none."""
+        return {}
+
+
+class IDEmbedding(ItemInput):
+    """One learned vector per item id; row 0 (padding) is fixed at zero."""
+
+    def __init__(self, num_items: int, hidden_dim: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.num_items, self.hidden_dim = num_items, hidden_dim
+        self.embedding = nn.Embedding(num_items + 1, hidden_dim, padding_idx=0)
+        nn.init.normal_(self.embedding.weight, std=init_std)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+
+    def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
+        return self.embedding(item_seq)  # (B, L, D)
+
+    def output_embeddings(self) -> torch.Tensor:
+        return self.embedding.weight  # (N + 1, D)

@@ -1,0 +1,38 @@
+"""SASRec — Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018.
+
+Item input (+ learned positional embedding) -> dropout -> causal self-attention blocks ->
+the hidden state at each position scores the next item by dot product with the item table
+shared with the input (``ItemInput.output_embeddings``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..data.sequences import PAD_ID
+from .base import SequentialRecommender
+from .item_input import ItemInput
+from .registry import register_backbone
+from .transformer import TransformerEncoder, relative_positions
+
+
+class SASRec(SequentialRecommender):
+    def __init__(self, cfg: ModelConfig, item_input: ItemInput, num_items: int, max_seq_len: int,
+                 loss: str = "ce") -> None:
+        super().__init__(item_input, num_items, max_seq_len, loss)
+        self.position = nn.Embedding(max_seq_len, cfg.hidden_dim)
+        nn.init.normal_(self.position.weight, std=0.02)
+        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.encoder = TransformerEncoder(cfg.hidden_dim, cfg.num_layers, cfg.num_heads, cfg.dropout, cfg.ffn_mult)
+
+    def encode_inputs(self, inputs: torch.Tensor, item_seq: torch.Tensor) -> torch.Tensor:
+        padding_mask = item_seq != PAD_ID  # (B, L)
+        x = inputs + self.position(relative_positions(padding_mask))  # (B, L, D)
+        x = self.emb_dropout(x) * padding_mask.unsqueeze(-1)  # padding stays zero
+        return self.encoder(x, padding_mask)  # (B, L, D)
+
+
+@register_backbone("sasrec")
+def build_sasrec(cfg: ModelConfig, item_input: ItemInput, num_items: int, max_seq_len: int, loss: str) -> SASRec:
+    return SASRec(cfg, item_input, num_items, max_seq_len, loss)

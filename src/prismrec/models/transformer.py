@@ -1,0 +1,79 @@
+"""Causal self-attention blocks shared by every transformer backbone (SASRec, InDiRec, ...)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention_mask(padding_mask: torch.Tensor) -> torch.Tensor:
+    """Boolean mask ``(B, 1, L, L)``: True where query ``i`` may attend key ``j``.
+
+    Causal (``j <= i``) and never a padding key, except that every position may attend
+    itself so fully padded rows do not produce NaNs (their outputs are ignored).
+    ``padding_mask``: (B, L) True at real items.
+    """
+    L = padding_mask.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool, device=padding_mask.device).tril()  # (L, L)
+    eye = torch.eye(L, dtype=torch.bool, device=padding_mask.device)
+    mask = causal[None] & padding_mask[:, None, :]  # (B, L, L)
+    return (mask | eye[None])[:, None]  # (B, 1, L, L)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(hidden_dim, 3 * hidden_dim)
+        self.out = nn.Linear(hidden_dim, hidden_dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)  # 3x (B, H, L, Dh)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, L, Dh)
+        return self.out(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + Attn(LN(x))`` then ``x + FFN(LN(x))``."""
+
+    def __init__(self, hidden_dim: int, num_heads: int, dropout: float, ffn_mult: int = 1) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(hidden_dim)
+        self.attn = CausalSelfAttention(hidden_dim, num_heads, dropout)
+        self.ln2 = nn.LayerNorm(hidden_dim)
+        self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_mult * hidden_dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(ffn_mult * hidden_dim, hidden_dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), mask))  # (B, L, D)
+        return x + self.drop(self.ffn(self.ln2(x)))  # (B, L, D)
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of :class:`TransformerBlock` with a final layer norm."""
+
+    def __init__(self, hidden_dim: int, num_layers: int, num_heads: int, dropout: float, ffn_mult: int = 1) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(TransformerBlock(hidden_dim, num_heads, dropout, ffn_mult)
+                                    for _ in range(num_layers))
+        self.ln = nn.LayerNorm(hidden_dim)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask(padding_mask)  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, mask)  # (B, L, D)
+        return self.ln(x)
+
+
+def relative_positions(padding_mask: torch.Tensor) -> torch.Tensor:
+    """Position of each real item counted from the first real item of the window.
+
+    Counting from the start (not from the left edge of the padded window) makes outputs
+    independent of the amount of left padding, and position ``t`` depends only on items
+    ``<= t`` (counting from the end would reveal how many items follow). (B, L) -> (B, L)
+    """
+    return (padding_mask.long().cumsum(dim=1) - 1).clamp(min=0)

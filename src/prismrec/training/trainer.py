@@ -1,0 +1,174 @@
+"""Training loop: epochs over users, early stopping on a validation metric, best-state restore.
+
+The trainer owns devices and data movement; models only see tensors.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import EvalConfig, TrainConfig
+from ..data.split import LeaveOneOut, trim_left_padding
+from ..evaluation import EvalResult, evaluate
+from ..models.base import SequentialRecommender, TrainBatch
+from .checkpoint import append_jsonl
+from .sampling import sample_negatives
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    epochs_run: int
+    best_valid: dict[str, float]
+    seconds_per_epoch: float
+    train_seconds: float
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class Trainer:
+    def __init__(self, model: SequentialRecommender, data: LeaveOneOut, cfg: TrainConfig, eval_cfg: EvalConfig,
+                 device: torch.device, run_dir: str | Path | None = None, progress: bool = True) -> None:
+        self.model, self.data, self.cfg, self.eval_cfg = model, data, cfg, eval_cfg
+        self.device, self.progress = device, progress
+        self.metrics_path = Path(run_dir) / "metrics.jsonl" if run_dir else None
+        self.model.to(device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        # users with at least one training target; the others only take part in evaluation
+        has_target = (data.train_targets != 0).any(dim=1)
+        self.train_users = torch.nonzero(has_target).squeeze(1)
+        self.train_lengths = (data.train_inputs != 0).sum(dim=1)  # (U,)
+        # tensors used every batch, placed on the device once
+        self.train_inputs = data.train_inputs.to(device)
+        self.train_targets = data.train_targets.to(device)
+        self.train_history = data.train_history.to(device) if model.needs_negatives else None
+
+    # ------------------------------------------------------------------ one epoch
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        self.model.on_epoch_start(epoch, self.data, self.device)
+        batches = self.user_batches()
+        n_batches = len(batches)
+        sums: dict[str, float] = {}
+        bar = tqdm(range(n_batches), desc=f"epoch {epoch}", leave=False, disable=not self.progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        for b in bar:
+            users = batches[b].to(self.device)
+            batch = TrainBatch(*trim_left_padding(self.train_inputs[users], self.train_targets[users]),
+                               user_index=users)
+            if self.model.needs_negatives:
+                batch.negatives = sample_negatives(self.train_history[users], tuple(batch.item_seq.shape),
+                                                   self.data.num_items, self._device_generator())
+            out = self.model.training_loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.total.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            loss = out.total.item()
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss} at epoch {epoch}, batch {b}; "
+                                         f"try a lower train.lr or train.grad_clip")
+            sums["loss"] = sums.get("loss", 0.0) + loss
+            for k, v in out.parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            bar.set_postfix(loss=f"{sums['loss'] / (b + 1):.4f}")
+        bar.close()
+        return {k: v / max(n_batches, 1) for k, v in sums.items()}
+
+    def user_batches(self) -> list[torch.Tensor]:
+        """This epoch's batches of user rows (shuffled; optionally length-bucketed)."""
+        bs = self.cfg.batch_size
+        order = self.train_users[torch.randperm(len(self.train_users), generator=self.generator)]
+        if not self.cfg.length_bucketing:
+            return list(order.split(bs))
+        pool = bs * 50
+        batches: list[torch.Tensor] = []
+        for chunk in order.split(pool):  # sort each random pool by length, then cut into batches
+            by_len = chunk[torch.argsort(self.train_lengths[chunk], stable=True)]
+            batches.extend(by_len.split(bs))
+        perm = torch.randperm(len(batches), generator=self.generator)
+        return [batches[i] for i in perm.tolist()]
+
+    def _device_generator(self) -> torch.Generator:
+        if self.device.type == "cpu":
+            return self.generator
+        if not hasattr(self, "_dev_gen"):
+            self._dev_gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
+        return self._dev_gen
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str) -> EvalResult:
+        self.model.eval()
+        return evaluate(self.model.full_sort_scores, self.data.split(split), self.eval_cfg.ks,
+                        batch_size=self.eval_cfg.batch_size, exclude_history=self.eval_cfg.exclude_history,
+                        device=self.device)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self) -> FitResult:
+        best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
+        bad_evals, epoch_times, history = 0, [], []
+        stopped_early = False
+        epoch = 0
+        t_start = time.perf_counter()
+        for epoch in range(1, self.cfg.epochs + 1):
+            t0 = time.perf_counter()
+            losses = self.train_epoch(epoch)
+            epoch_times.append(time.perf_counter() - t0)
+            record = {"epoch": epoch, **losses, "train_seconds": round(epoch_times[-1], 3)}
+            if epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs:
+                res = self.evaluate("valid")
+                record["valid"] = res.metrics
+                record["eval_seconds"] = round(res.seconds, 3)
+                score = res.metrics[self.cfg.metric]
+                if score > best_score:
+                    best_score, best_epoch, best_valid = score, epoch, res.metrics
+                    best_state = copy.deepcopy(self.model.state_dict())
+                    bad_evals = 0
+                else:
+                    bad_evals += 1
+                if self.progress:
+                    tqdm.write(f"epoch {epoch:3d}  loss {losses['loss']:.4f}  valid {self.cfg.metric} "
+                               f"{score:.4f}  (best {best_score:.4f} @ {best_epoch})  {epoch_times[-1]:.1f}s",
+                               file=sys.stderr)
+            history.append(record)
+            if self.metrics_path:
+                append_jsonl(record, self.metrics_path)
+            if bad_evals >= self.cfg.patience:
+                stopped_early = True
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return FitResult(best_epoch=best_epoch, epochs_run=epoch, best_valid=best_valid,
+                         seconds_per_epoch=sum(epoch_times) / max(len(epoch_times), 1),
+                         train_seconds=time.perf_counter() - t_start, history=history,
+                         stopped_early=stopped_early)

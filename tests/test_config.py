@@ -1,0 +1,61 @@
+import pytest
+
+from prismrec.config import ConfigError, ExperimentConfig, build_config, parse_set, to_dict, from_dict
+
+
+def test_defaults_match_documented_keys():
+    cfg = build_config()
+    assert cfg.model.backbone == "sasrec" and cfg.train.loss == "ce" and cfg.eval.ks == (5, 10, 20)
+    assert cfg.data.max_seq_len == 50 and cfg.data.path is None
+
+
+def test_set_overrides_are_typed():
+    cfg = build_config(overrides=["train.lr=0.01", "eval.ks=[1,10]", "train.metric=HR@10",
+                                  "model.dropout=0.2", "train.loss=bce", "eval.exclude_history=false"])
+    assert cfg.train.lr == 0.01 and cfg.eval.ks == (1, 10) and cfg.model.dropout == 0.2
+    assert cfg.train.loss == "bce" and cfg.eval.exclude_history is False
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as exc:
+        build_config(overrides=["train.learning_rate=0.1"])
+    msg = str(exc.value)
+    assert "train.learning_rate" in msg and "lr" in msg and "batch_size" in msg
+
+
+def test_unknown_section():
+    with pytest.raises(ConfigError, match="valid keys: data, eval, model, train"):
+        build_config(overrides=["optim.lr=1"])
+
+
+@pytest.mark.parametrize("item,needle", [
+    ("train.loss=mse", "not one of"),
+    ("train.epochs=1.5", "expected an integer"),
+    ("model.num_heads=3", "must divide"),
+    ("train.metric=NDCG@7", "K in eval.ks"),
+    ("train.lr=abc", "expected a number"),
+])
+def test_invalid_values(item, needle):
+    with pytest.raises(ConfigError, match=needle):
+        build_config(overrides=[item])
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = build_config(overrides=["train.seed=7", "data.modalities=[text,attributes]"])
+    p = tmp_path / "c.yaml"
+    from prismrec.config import save_config
+    save_config(cfg, p)
+    assert build_config(p) == cfg
+    assert from_dict(ExperimentConfig, to_dict(cfg)) == cfg
+
+
+def test_yaml_is_never_executed(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("train: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        build_config(p)
+
+
+def test_parse_set_rejects_malformed():
+    with pytest.raises(ConfigError):
+        parse_set(["train.lr"])

@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import torch
+
+from prismrec.api import build, load_run, train
+from prismrec.config import build_config
+from prismrec.training import Trainer
+from prismrec.training.sampling import sample_negatives
+
+from conftest import TINY
+
+
+def test_loss_falls_on_tiny_problem():
+    cfg = build_config(overrides=TINY + ["train.epochs=8", "train.patience=100", "train.lr=0.01"])
+    r = build(cfg)
+    t = Trainer(r.model, r.data, cfg.train, cfg.eval, r.device, progress=False)
+    losses = [t.train_epoch(e)["loss"] for e in range(1, 9)]
+    assert losses[-1] < losses[0] * 0.9
+
+
+def test_same_seed_same_metrics(tiny_cfg, tmp_path):
+    a = train(tiny_cfg, tmp_path / "a", progress=False).summary
+    b = train(tiny_cfg, tmp_path / "b", progress=False).summary
+    assert a["test"] == b["test"] and a["valid"] == b["valid"]
+    c = train(build_config(overrides=TINY + ["train.seed=3"]), tmp_path / "c", progress=False).summary
+    assert c["test"] != a["test"]
+
+
+def test_run_directory_and_reload_reproduce_summary(tiny_cfg, tmp_path):
+    run = train(tiny_cfg, tmp_path / "run", progress=False)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "model.safetensors", "metrics.jsonl", "summary.json"} <= files
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    for key in ("valid", "test", "best_epoch", "epochs_run", "seconds_per_epoch", "eval_seconds"):
+        assert key in summary
+    assert "NDCG@10" in summary["valid"] and "HR@10" in summary["test"]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == summary["epochs_run"]
+    again = load_run(tmp_path / "run")
+    assert again.evaluate("test").metrics == summary["test"]
+    assert again.evaluate("valid").metrics == summary["valid"]
+    assert run.recommend([1, 2, 3], k=5)[0][0] not in (1, 2, 3)
+
+
+def test_early_stopping_restores_best(tmp_path):
+    cfg = build_config(overrides=TINY + ["train.epochs=30", "train.patience=2", "train.lr=0.05"])
+    run = train(cfg, tmp_path / "r", progress=False)
+    s = run.summary
+    assert s["epochs_run"] <= 30
+    records = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    best = max(records, key=lambda r: r["valid"]["NDCG@10"])
+    assert s["best_epoch"] == best["epoch"]
+    assert abs(s["valid"]["NDCG@10"] - best["valid"]["NDCG@10"]) < 1e-9
+    if s["stopped_early"]:
+        assert s["epochs_run"] - s["best_epoch"] == 2
+
+
+def test_negative_sampling_avoids_history_and_padding():
+    g = torch.Generator().manual_seed(0)
+    history = torch.tensor([[1, 2, 3, 4, 0], [5, 6, 0, 0, 0]])
+    neg = sample_negatives(history, (2, 500), num_items=8, generator=g)
+    assert neg.min() >= 1 and neg.max() <= 8
+    assert not np.isin(neg[0].numpy(), [1, 2, 3, 4]).any()
+    assert not np.isin(neg[1].numpy(), [5, 6]).any()
+    assert set(neg[1].tolist()) == {1, 2, 3, 4, 7, 8}  # every allowed id can be drawn
+
+
+def test_bce_training_runs(tmp_path):
+    cfg = build_config(overrides=TINY + ["train.loss=bce"])
+    s = train(cfg, tmp_path / "bce", progress=False).summary
+    assert s["loss"] == "bce" and 0 <= s["test"]["NDCG@10"] <= 1
+
+
+def test_checkpoint_loading_never_unpickles(tiny_cfg, tmp_path):
+    train(tiny_cfg, tmp_path / "run", progress=False)
+    raw = (tmp_path / "run" / "model.safetensors").read_bytes()
+    assert raw[8:9] == b"{"  # safetensors: 8-byte header length, then a JSON header
