@@ -46,6 +46,12 @@ class ItemInput(nn.Module):
         """Extra training losses (e.g. PRISM's interaction losses). Plain inputs have none."""
         return {}
 
+    def sibling(self, id_input: "ItemInput") -> "ItemInput":
+        """An item input for a second embedding stream of the same backbone (e.g. STOSA's
+        covariance stream): uses ``id_input`` for IDs and shares every other component
+        (PRISM experts and fusion) with ``self``. A plain ID input has nothing to share."""
+        return id_input
+
 
 class IDEmbedding(ItemInput):
     """One learned vector per item id; row 0 (padding) is fixed at zero."""
