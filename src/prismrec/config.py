@@ -16,6 +16,8 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from .prism.config import PRISMConfig
+
 
 class ConfigError(ValueError):
     """A configuration value or key is invalid. The message says which and why."""
@@ -92,6 +94,8 @@ class ModelConfig:
     """Dropout on embeddings, attention probabilities and feed-forward outputs."""
     ffn_mult: int = 1
     """Feed-forward width as a multiple of ``hidden_dim`` (SASRec uses 1)."""
+    prism: PRISMConfig = field(default_factory=PRISMConfig)
+    """The multimodal item input (PRISM or a naive-fusion baseline); off by default."""
 
     def __post_init__(self) -> None:
         _check(self.hidden_dim >= 1, "model.hidden_dim must be >= 1")

@@ -1,0 +1,83 @@
+"""PRISM configuration (torch-free so ``prismrec.config`` can import it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+EXPERT_KINDS = ("unique", "synergy", "redundancy")
+
+
+@dataclass(frozen=True)
+class PRISMConfig:
+    """The multimodal item input: PRISM (PAPER.md §2) or a naive-fusion baseline, on the same seam.
+
+    With ``enabled: false`` (default) the backbone sees plain ID embeddings, exactly as without
+    this section. Ablations are configurations that build different module graphs.
+    """
+
+    enabled: bool = False
+    """Add the multimodal item input to the backbone's item-input path."""
+    method: Literal["prism", "concat", "sum", "mean", "gated"] = "prism"
+    """``prism``: interaction experts + fusion + interaction losses. The others are naive-fusion
+    baselines (no experts, no interaction losses): ``concat`` (MLP over concatenated modalities),
+    ``sum``/``mean`` of projected modalities, ``gated`` (per-item attention over modalities)."""
+    drop_experts: tuple[str, ...] = ()
+    """Experts to remove (ablation), e.g. ``[synergy]`` or ``[unique_text]``. Names: ``unique_<modality>``,
+    ``synergy``, ``redundancy``."""
+    feature_norm: Literal["none", "standardize", "l2"] = "standardize"
+    """Normalisation of the frozen feature matrices, computed once over present items."""
+    expert_hidden: int = 128
+    """Hidden width of each expert MLP (paper code: 128)."""
+    expert_layers: int = 2
+    """Linear layers per expert MLP (2 = Linear, act, dropout, Linear)."""
+    expert_activation: Literal["gelu", "relu", "tanh"] = "gelu"
+    """Activation inside the expert MLPs."""
+    expert_dropout: float = 0.1
+    """Dropout inside the expert MLPs (applied after each hidden activation)."""
+    masking: Literal["random", "zero", "mean"] = "random"
+    """How a masked modality is replaced in the unimodal views: ``random`` Gaussian with that modality's
+    batch mean/std per dimension, fresh each step (paper's default), ``zero``, or the batch ``mean``."""
+    loss_on: Literal["representation", "prediction"] = "representation"
+    """Where the interaction losses (Eqs. 5-8) compare the views: on expert outputs (cheap), or on
+    predictions through the shared sequence encoder and prediction layer, as the paper's equations say
+    (one batched encoder call over all experts x views: about (1 + E(M+1))x the encoder cost)."""
+    margin: float = 0.5
+    """Triplet margin on cosine distance d = 1 - cos (Eqs. 5-6; distances lie in [0, 2])."""
+    lambda_unique: float = 0.1
+    """Weight of every unique expert's triplet loss (Eqs. 5-6) unless overridden per modality."""
+    lambda_unique_per_modality: dict[str, float] = field(default_factory=dict)
+    """Per-modality overrides of ``lambda_unique``, e.g. ``{image: 0.2, text: 0.05}`` (paper's Yelp)."""
+    lambda_synergy: float = 0.1
+    """Weight of the synergy loss (Eq. 7)."""
+    lambda_redundancy: float = 0.1
+    """Weight of the redundancy loss (Eq. 8)."""
+    fusion: Literal["adaptive", "uniform"] = "adaptive"
+    """``adaptive``: the Adaptive Fusion Layer (Eqs. 10-11); ``uniform``: equal weights ("w/o AFL")."""
+    fusion_scope: Literal["causal", "sequence"] = "causal"
+    """``causal``: fusion weights at position t use only items <= t (no future leak in all-position
+    training); ``sequence``: one weight vector per history from the masked mean over all its items
+    (at training time earlier positions then see later items: use for analysis, not training)."""
+    fusion_hidden: int = 0
+    """Hidden width of the fusion MLP (0 = 2 x hidden_dim, as the paper's code)."""
+    fusion_dropout: float = 0.3
+    """Dropout inside the fusion MLP."""
+    temperature: float = 0.7
+    """Softmax temperature of the fusion weights."""
+    combine: Literal["add", "concat"] = "add"
+    """How the fused multimodal embedding joins the ID embedding: sum, or Linear([id, mm])."""
+
+    def __post_init__(self) -> None:
+        from ..config import ConfigError
+
+        if self.expert_layers < 1 or self.expert_hidden < 1:
+            raise ConfigError("model.prism.expert_layers and expert_hidden must be >= 1")
+        if not 0.0 <= self.expert_dropout < 1.0 or not 0.0 <= self.fusion_dropout < 1.0:
+            raise ConfigError("model.prism dropouts must be in [0, 1)")
+        if self.temperature <= 0:
+            raise ConfigError("model.prism.temperature must be > 0")
+        if self.margin < 0:
+            raise ConfigError("model.prism.margin must be >= 0")
+        for name in self.drop_experts:
+            if not (name in ("synergy", "redundancy") or name.startswith("unique_")):
+                raise ConfigError(f"model.prism.drop_experts: unknown expert {name!r}; "
+                                  f"use unique_<modality>, synergy or redundancy")
