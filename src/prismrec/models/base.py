@@ -74,6 +74,10 @@ class SequentialRecommender(nn.Module):
         """
         return hidden @ self.item_input.output_embeddings()[1:].T
 
+    def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of a candidate set shared by all rows. hidden (..., H), items (C,) -> (..., C)"""
+        return hidden @ self.item_input.output_embeddings()[items].T
+
     def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items only. hidden (..., D), items (...) -> (...)"""
         return (hidden * self.item_input.output_embeddings()[items]).sum(-1)
@@ -108,4 +112,5 @@ class SequentialRecommender(nn.Module):
             return self.encode_inputs(inputs, batch.item_seq.repeat(reps, 1))
 
         return AuxContext(item_seq=batch.item_seq, padding_mask=padding_mask,
-                          target_mask=batch.targets != PAD_ID, encode=encode, predict=self.score)
+                          target_mask=batch.targets != PAD_ID, encode=encode,
+                          predict_items=self.candidate_scores)

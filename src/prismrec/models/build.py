@@ -11,8 +11,19 @@ from .registry import get_backbone
 
 def build_item_input(cfg: ModelConfig, num_items: int, features: dict[str, tuple[torch.Tensor, torch.Tensor]]
                      ) -> ItemInput:
-    """ID embedding; later components (PRISM, fusion baselines) wrap it here from config."""
-    return IDEmbedding(num_items, cfg.hidden_dim)
+    """ID embedding, wrapped by the multimodal item input (PRISM or a naive fusion) when enabled."""
+    id_input = IDEmbedding(num_items, cfg.hidden_dim)
+    if not cfg.prism.enabled:
+        return id_input
+    if len(features) < 2:
+        raise ConfigError(f"model.prism.enabled needs at least 2 modalities; the dataset provides "
+                          f"{sorted(features) or 'none'} (see data.modalities and `prismrec features`)")
+    from ..prism.item_input import build_multimodal_input  # PRISM depends on models, not the reverse
+
+    try:
+        return build_multimodal_input(cfg.prism, id_input, features, cfg.hidden_dim)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def build_model(cfg: ModelConfig, num_items: int, max_seq_len: int, loss: str = "ce",

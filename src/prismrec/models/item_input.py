@@ -7,13 +7,10 @@ fused multimodal embeddings (``prismrec.prism``) without touching the backbone's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 
 @dataclass
@@ -26,8 +23,8 @@ class AuxContext:
     encode: Callable[[torch.Tensor], torch.Tensor]
     """Runs the backbone's sequence encoder on given input embeddings: (B', L, D) -> (B', L, D)
     (``item_seq``/``padding_mask`` are repeated to ``B'`` when ``B'`` is a multiple of ``B``)."""
-    predict: Callable[[torch.Tensor], torch.Tensor]
-    """The backbone's prediction layer: hidden (..., D) -> scores over all items (..., N + 1)."""
+    predict_items: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    """The backbone's prediction layer on candidate items: hidden (..., H), items (C,) -> scores (..., C)."""
 
 
 class ItemInput(nn.Module):

@@ -1,0 +1,135 @@
+"""Fusers: turn per-position modality embeddings (B, L, M, D) into one multimodal embedding
+(B, L, D). :class:`PRISMFuser` is PRISM (experts + fusion + interaction losses); the others
+are the naive-fusion baselines of the paper's first claim. Which one runs is decided when the
+module graph is built, never by a branch inside ``forward``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..models.item_input import AuxContext
+from .config import PRISMConfig
+from .experts import ACTIVATIONS, InteractionExperts, expert_names
+from .fusion import AdaptiveFusion, UniformFusion
+from .losses import interaction_losses
+from .masking import unimodal_views
+
+
+class Fuser(nn.Module):
+    """Base: ``forward(modal (B, L, M, D), id_emb (B, L, D), padding_mask (B, L)) -> (B, L, D)``."""
+
+    expert_names: list[str] = []
+
+    def interaction_losses(self, modal: torch.Tensor, ctx: AuxContext, id_emb: torch.Tensor,
+                           combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class PRISMFuser(Fuser):
+    def __init__(self, cfg: PRISMConfig, modalities: list[str], hidden_dim: int) -> None:
+        super().__init__()
+        self.cfg, self.modalities = cfg, list(modalities)
+        self.expert_names = expert_names(self.modalities, cfg.drop_experts)
+        self.experts = InteractionExperts(self.expert_names, len(modalities) * hidden_dim, cfg.expert_hidden,
+                                          hidden_dim, cfg.expert_layers, cfg.expert_activation, cfg.expert_dropout)
+        E = len(self.expert_names)
+        self.fusion = (AdaptiveFusion(E, hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.temperature,
+                                      cfg.fusion_scope) if cfg.fusion == "adaptive" else UniformFusion())
+        self.loss_weights = {n: (cfg.lambda_unique_per_modality.get(n[len("unique_"):], cfg.lambda_unique)
+                                 if n.startswith("unique_") else
+                                 cfg.lambda_synergy if n == "synergy" else cfg.lambda_redundancy)
+                             for n in self.expert_names}
+
+    def expert_outputs(self, modal: torch.Tensor) -> torch.Tensor:
+        """(..., M, D) -> (..., E, D): every expert on the concatenated modalities (Eq. 1)."""
+        return self.experts(modal.flatten(-2))
+
+    def weights(self, modal: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """Fusion weights (B, L, E) (Eq. 10)."""
+        return self.fusion(self.expert_outputs(modal), id_emb, padding_mask)
+
+    def forward(self, modal: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        experts = self.expert_outputs(modal)  # (B, L, E, D)
+        w = self.fusion(experts, id_emb, padding_mask)  # (B, L, E)
+        return (w.unsqueeze(-1) * experts).sum(dim=-2)  # (B, L, D)  Eq. 11
+
+    def interaction_losses(self, modal, ctx, id_emb, combine):
+        if not any(self.loss_weights.values()):
+            return {}  # "w/o interaction losses": no masked passes at all
+        if self.cfg.loss_on == "representation":
+            real = modal[ctx.padding_mask]  # (P, M, D) real positions only
+            views = unimodal_views(real, self.cfg.masking)  # (M, P, M, D)
+            full_out = self.expert_outputs(real)  # (P, E, D)
+            view_out = self.expert_outputs(views)  # (M, P, E, D)
+        else:
+            full_out, view_out = self._prediction_outputs(modal, ctx, id_emb, combine)
+        return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
+                                  self.cfg.margin)
+
+    def _prediction_outputs(self, modal, ctx, id_emb, combine):
+        """Eqs. 2-4: y = Pred(SeqEnc(e_id, E_j(view))) for every expert j and view, in ONE encoder call.
+
+        Predictions are scored against the batch's target items (in-batch candidates), which keeps
+        the comparison on the prediction layer without materialising scores over all items.
+        """
+        B, L, M, D = modal.shape
+        views = unimodal_views(modal.reshape(B * L, M, D), self.cfg.masking).reshape(M, B, L, M, D)
+        all_views = torch.cat([modal.unsqueeze(0), views])  # (V = M + 1, B, L, M, D)
+        outs = self.expert_outputs(all_views)  # (V, B, L, E, D)
+        V, E = outs.shape[0], outs.shape[3]
+        per_expert = outs.permute(3, 0, 1, 2, 4)  # (E, V, B, L, D)
+        inputs = combine(id_emb.expand(E, V, B, L, D), per_expert).reshape(E * V * B, L, D)
+        hidden = ctx.encode(inputs).reshape(E, V, B, L, -1)  # (E, V, B, L, H)
+        h = hidden[:, :, ctx.target_mask]  # (E, V, P, H)
+        cand = torch.unique(ctx.item_seq[ctx.target_mask])  # candidate items (C,)
+        scores = ctx.predict_items(h, cand)  # (E, V, P, C)
+        scores = scores.permute(1, 2, 0, 3)  # (V, P, E, C)
+        return scores[0], scores[1:]
+
+
+class ConcatFuser(Fuser):
+    """MLP over the concatenated modalities (the usual early-fusion baseline)."""
+
+    def __init__(self, num_modalities: int, hidden_dim: int, width: int, activation: str, dropout: float) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(num_modalities * hidden_dim, width), ACTIVATIONS[activation](),
+                                 nn.Dropout(dropout), nn.Linear(width, hidden_dim))
+
+    def forward(self, modal, id_emb, padding_mask):
+        return self.mlp(modal.flatten(-2))  # (B, L, D)
+
+
+class SumFuser(Fuser):
+    def forward(self, modal, id_emb, padding_mask):
+        return modal.sum(dim=-2)  # (B, L, D)
+
+
+class MeanFuser(Fuser):
+    def forward(self, modal, id_emb, padding_mask):
+        return modal.mean(dim=-2)  # (B, L, D)
+
+
+class GatedFuser(Fuser):
+    """Per-item attention over modalities: a_m = softmax_m(v^T tanh(W e_m)), output sum_m a_m e_m."""
+
+    def __init__(self, hidden_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(hidden_dim, hidden_dim)
+        self.score = nn.Linear(hidden_dim, 1, bias=False)
+
+    def forward(self, modal, id_emb, padding_mask):
+        a = torch.softmax(self.score(torch.tanh(self.proj(modal))), dim=-2)  # (B, L, M, 1)
+        return (a * modal).sum(dim=-2)  # (B, L, D)
+
+
+def build_fuser(cfg: PRISMConfig, modalities: list[str], hidden_dim: int) -> Fuser:
+    if cfg.method == "prism":
+        return PRISMFuser(cfg, modalities, hidden_dim)
+    if cfg.method == "concat":
+        return ConcatFuser(len(modalities), hidden_dim, cfg.expert_hidden, cfg.expert_activation, cfg.expert_dropout)
+    if cfg.method == "gated":
+        return GatedFuser(hidden_dim)
+    return {"sum": SumFuser, "mean": MeanFuser}[cfg.method]()

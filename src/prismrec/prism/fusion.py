@@ -1,0 +1,45 @@
+"""Adaptive Fusion Layer (PAPER.md Eqs. 10-11) and its "w/o AFL" ablation.
+
+Weights come from an MLP over the expert embeddings and the ID embedding, pooled over the
+user's history: ``causal`` scope pools items <= t for position t (prefix mean; no future
+items), ``sequence`` scope pools all real items (masked mean; never padding).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def pooled_context(x: torch.Tensor, padding_mask: torch.Tensor, scope: str) -> torch.Tensor:
+    """Masked mean over the history. x (B, L, F), padding_mask (B, L) -> (B, L, F)"""
+    m = padding_mask.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
+    if scope == "causal":
+        return (x * m).cumsum(dim=1) / m.cumsum(dim=1).clamp_min(1.0)  # prefix mean over items <= t
+    pooled = (x * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp_min(1.0)  # (B, 1, F)
+    return pooled.expand_as(x)
+
+
+class AdaptiveFusion(nn.Module):
+    """w = softmax(MLP([e_1, ..., e_E, e_id]) / T) per position (Eq. 10)."""
+
+    def __init__(self, num_experts: int, hidden_dim: int, fusion_hidden: int, dropout: float,
+                 temperature: float, scope: str) -> None:
+        super().__init__()
+        width = fusion_hidden or 2 * hidden_dim
+        self.mlp = nn.Sequential(nn.Linear((num_experts + 1) * hidden_dim, width), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(width, num_experts))
+        self.temperature, self.scope = temperature, scope
+
+    def forward(self, experts: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """experts (B, L, E, D), id_emb (B, L, D) -> weights (B, L, E), summing to 1."""
+        x = torch.cat([experts.flatten(-2), id_emb], dim=-1)  # (B, L, (E + 1) D)
+        ctx = pooled_context(x, padding_mask, self.scope)  # (B, L, (E + 1) D)
+        return torch.softmax(self.mlp(ctx) / self.temperature, dim=-1)  # (B, L, E)
+
+
+class UniformFusion(nn.Module):
+    """Equal weights for every expert (the paper's "w/o AFL" ablation)."""
+
+    def forward(self, experts: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        B, L, E, _ = experts.shape
+        return experts.new_full((B, L, E), 1.0 / E)

@@ -1,0 +1,82 @@
+"""The multimodal item input: ID embedding + fused multimodal embedding, on the item-input seam.
+
+    x_t = combine(e_id(i_t), fuser(modalities(i_t)))        (PAPER.md §2, "into the backbone")
+
+The backbone's ``forward`` is untouched: it receives this module where it would receive a plain
+:class:`~prismrec.models.item_input.IDEmbedding`. Scoring uses the ID table (the paper's
+prediction layer), so switching PRISM off gives exactly the plain backbone.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data.sequences import PAD_ID
+from ..models.item_input import AuxContext, ItemInput
+from .config import PRISMConfig
+from .fusers import Fuser, PRISMFuser, build_fuser
+from .modalities import ModalityEncoder
+
+
+class AddCombine(nn.Module):
+    def forward(self, id_emb: torch.Tensor, mm: torch.Tensor) -> torch.Tensor:
+        return id_emb + mm
+
+
+class ConcatCombine(nn.Module):
+    def __init__(self, hidden_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(2 * hidden_dim, hidden_dim)
+
+    def forward(self, id_emb: torch.Tensor, mm: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.cat([id_emb.expand_as(mm), mm], dim=-1))
+
+
+class MultimodalItemInput(ItemInput):
+    def __init__(self, id_input: ItemInput, modalities: ModalityEncoder, fuser: Fuser, combine: nn.Module) -> None:
+        super().__init__()
+        self.id_input, self.modalities, self.fuser, self.combine = id_input, modalities, fuser, combine
+        self.num_items, self.hidden_dim = id_input.num_items, id_input.hidden_dim
+
+    def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
+        id_emb = self.id_input(item_seq)  # (B, L, D)
+        mm = self.fuser(self.modalities(item_seq), id_emb, item_seq != PAD_ID)  # (B, L, D)
+        return self.combine(id_emb, mm)  # (B, L, D)
+
+    def output_embeddings(self) -> torch.Tensor:
+        return self.id_input.output_embeddings()
+
+    def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
+        return self.fuser.interaction_losses(self.modalities(ctx.item_seq), ctx, self.id_input(ctx.item_seq),
+                                             self.combine)
+
+    def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
+        return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine)
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def expert_names(self) -> list[str]:
+        return list(self.fuser.expert_names)
+
+    @torch.no_grad()
+    def fusion_weights(self, item_seq: torch.Tensor) -> torch.Tensor | None:
+        """Per-position expert weights (B, L, E) (PRISM only; None for naive fusion)."""
+        if not isinstance(self.fuser, PRISMFuser):
+            return None
+        return self.fuser.weights(self.modalities(item_seq), self.id_input(item_seq), item_seq != PAD_ID)
+
+    @torch.no_grad()
+    def expert_embeddings(self, items: torch.Tensor) -> torch.Tensor | None:
+        """Per-item expert embeddings (n, E, D) (PRISM only)."""
+        if not isinstance(self.fuser, PRISMFuser):
+            return None
+        return self.fuser.expert_outputs(self.modalities(items))
+
+
+def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
+                           features: dict[str, tuple[torch.Tensor, torch.Tensor]], hidden_dim: int
+                           ) -> MultimodalItemInput:
+    modalities = ModalityEncoder(features, hidden_dim, cfg.feature_norm)
+    fuser = build_fuser(cfg, modalities.names, hidden_dim)
+    combine = AddCombine() if cfg.combine == "add" else ConcatCombine(hidden_dim)
+    return MultimodalItemInput(id_input, modalities, fuser, combine)

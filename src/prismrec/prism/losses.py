@@ -1,0 +1,56 @@
+"""Interaction losses (PAPER.md Eqs. 5-9), generalised to M >= 2 modalities.
+
+``full``: an expert's output on the full input; ``views[m]``: its output on the view that keeps
+only modality ``m``. d = 1 - cos (cosine distance).
+
+* unique expert of modality m (Eqs. 5-6): Triplet(full, views[m], views[o]) averaged over o != m:
+  the expert should stay close to what modality m alone gives and away from the others.
+* synergy (Eq. 7): mean_m cos(full, views[m]), minimised: the output should need all modalities.
+* redundancy (Eq. 8): 1 - mean_m cos(full, views[m]): any single modality should suffice.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 1.0 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)
+
+
+def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
+    """max(0, m + d(a, p) - d(a, n)) with cosine distance, averaged. (P, D) each -> ()"""
+    return F.relu(margin + cosine_distance(anchor, positive) - cosine_distance(anchor, negative)).mean()
+
+
+def unique_loss(full: torch.Tensor, views: torch.Tensor, m: int, margin: float) -> torch.Tensor:
+    """full (P, D), views (M, P, D) -> () for the unique expert of modality m."""
+    others = [o for o in range(views.shape[0]) if o != m]
+    return torch.stack([triplet_loss(full, views[m], views[o], margin) for o in others]).mean()
+
+
+def synergy_loss(full: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(full.unsqueeze(0), views, dim=-1, eps=1e-8).mean()
+
+
+def redundancy_loss(full: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    return 1.0 - F.cosine_similarity(full.unsqueeze(0), views, dim=-1, eps=1e-8).mean()
+
+
+def interaction_losses(full: torch.Tensor, views: torch.Tensor, experts: list[str], modalities: list[str],
+                       weights: dict[str, float], margin: float) -> dict[str, torch.Tensor]:
+    """Weighted loss per expert (Eq. 9 sums them). full (P, E, X), views (M, P, E, X)."""
+    out: dict[str, torch.Tensor] = {}
+    for e, name in enumerate(experts):
+        lam = weights.get(name, 0.0)
+        if lam == 0.0:
+            continue
+        f, v = full[:, e], views[:, :, e]  # (P, X), (M, P, X)
+        if name.startswith("unique_"):
+            loss = unique_loss(f, v, modalities.index(name[len("unique_"):]), margin)
+        elif name == "synergy":
+            loss = synergy_loss(f, v)
+        else:
+            loss = redundancy_loss(f, v)
+        out[f"L_{name}"] = lam * loss
+    return out

@@ -1,0 +1,31 @@
+"""Modality masking (PAPER.md §2): unimodal views of the projected modalities.
+
+View ``m`` keeps modality ``m`` and replaces every other modality by ``random`` vectors
+(Gaussian with the replaced modality's per-dimension batch mean and std, drawn fresh each
+call), ``zero`` vectors, or the replaced modality's batch ``mean``. Statistics are detached:
+masking is an input perturbation, not something to learn through.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def replacement(modal: torch.Tensor, strategy: str) -> torch.Tensor:
+    """Replacement values for every modality. (P, M, D) -> (P, M, D)"""
+    if strategy == "zero":
+        return torch.zeros_like(modal)
+    stats = modal.detach()
+    mean = stats.mean(dim=0, keepdim=True)  # (1, M, D)
+    if strategy == "mean":
+        return mean.expand_as(modal)
+    if strategy == "random":
+        std = stats.std(dim=0, unbiased=False, keepdim=True) if stats.shape[0] > 1 else torch.ones_like(mean)
+        return mean + std * torch.randn_like(modal)
+    raise ValueError(f"unknown masking strategy {strategy!r}")
+
+
+def unimodal_views(modal: torch.Tensor, strategy: str) -> torch.Tensor:
+    """All M unimodal views at once. (P, M, D) -> (M, P, M, D); view m keeps only modality m."""
+    M = modal.shape[1]
+    keep = torch.eye(M, dtype=torch.bool, device=modal.device)[:, None, :, None]  # (M, 1, M, 1)
+    return torch.where(keep, modal.unsqueeze(0), replacement(modal, strategy).unsqueeze(0))

@@ -1,0 +1,208 @@
+"""PRISM module: experts, masking, losses, fusion, ablations, missing modalities, the seam."""
+import pytest
+import torch
+
+from prismrec.config import ModelConfig, build_config
+from prismrec.models import TrainBatch, build_model
+from prismrec.prism.config import PRISMConfig
+from prismrec.prism.fusion import pooled_context
+from prismrec.prism.losses import interaction_losses, redundancy_loss, synergy_loss, triplet_loss
+from prismrec.prism.masking import unimodal_views
+from prismrec.training.checkpoint import load_weights, save_weights
+
+N, L, D = 40, 8, 16
+
+
+def features(m=2, missing=()):
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for i, name in enumerate(["image", "text", "audio"][:m]):
+        values = torch.randn(N + 1, 6 + i, generator=g)
+        present = torch.ones(N + 1, dtype=torch.bool)
+        present[0] = False
+        for item in missing:
+            present[item] = False
+        out[name] = (values, present)
+    return out
+
+
+def make(prism: dict | None = None, m=2, missing=(), loss="ce", seed=0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(hidden_dim=D, num_layers=1, num_heads=2, dropout=0.0,
+                      prism=PRISMConfig(**({"enabled": True, "expert_dropout": 0.0, "fusion_dropout": 0.0}
+                                           | (prism or {}))))
+    return build_model(cfg, N, L, loss, features(m, missing))
+
+
+def batch(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.randint(1, N + 1, (4, L), generator=g)
+    seq[0, :5] = 0
+    targets = torch.roll(seq, -1, 1)
+    targets[:, -1] = 3
+    targets[seq == 0] = 0
+    return TrainBatch(seq, targets, torch.randint(1, N + 1, seq.shape, generator=g))
+
+
+def test_disabled_is_exactly_the_plain_backbone():
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig(hidden_dim=D, num_layers=1, num_heads=2, dropout=0.0), N, L)
+    off = make({"enabled": False})
+    assert set(plain.state_dict()) == set(off.state_dict())
+    b = batch()
+    assert torch.equal(plain(b.item_seq), off(b.item_seq))
+
+
+def test_expert_count_follows_modalities():
+    assert make().item_input.expert_names == ["unique_image", "unique_text", "synergy", "redundancy"]
+    assert len(make(m=3).item_input.expert_names) == 5
+    assert make({"drop_experts": ("synergy",)}).item_input.expert_names == ["unique_image", "unique_text",
+                                                                              "redundancy"]
+
+
+def test_frozen_features_get_no_gradient_trainable_parts_do():
+    model = make()
+    out = model.training_loss(batch())
+    out.total.backward()
+    for name, buf in model.named_buffers():
+        assert not buf.requires_grad, name
+    mm = model.item_input
+    for part in (mm.modalities.projections[0].weight, mm.modalities.projections[1].weight,
+                 mm.fuser.experts.weights[0], mm.fuser.experts.weights[-1], mm.fuser.fusion.mlp[0].weight):
+        assert part.grad is not None and part.grad.abs().sum() > 0
+    assert {"L_unique_image", "L_unique_text", "L_synergy", "L_redundancy"} <= set(out.parts)
+
+
+def test_fusion_weights_sum_to_one_and_are_causal():
+    model = make().eval()
+    b = batch()
+    w = model.item_input.fusion_weights(b.item_seq)  # (B, L, E)
+    assert w.shape == (4, L, 4)
+    assert torch.allclose(w.sum(-1), torch.ones(4, L), atol=1e-6)
+    out = model(b.item_seq)
+    for t in range(5, L - 1):
+        seq2 = b.item_seq.clone()
+        seq2[:, t + 1] = (seq2[:, t + 1] % N) + 1
+        assert torch.allclose(out[:, :t + 1], model(seq2)[:, :t + 1], atol=1e-6)
+        assert torch.allclose(w[:, :t + 1], model.item_input.fusion_weights(seq2)[:, :t + 1], atol=1e-6)
+
+
+def test_sequence_scope_one_weight_vector_per_history_without_padding():
+    model = make({"fusion_scope": "sequence"}).eval()
+    seq = batch().item_seq
+    w = model.item_input.fusion_weights(seq)
+    real = seq[0] != 0
+    assert torch.allclose(w[0, real], w[0, real][:1].expand(int(real.sum()), -1), atol=1e-6)
+    padded = torch.cat([torch.zeros(4, 3, dtype=torch.long), seq], 1)
+    assert torch.allclose(model.item_input.fusion_weights(padded)[:, 3:][seq != 0], w[seq != 0], atol=1e-6)
+
+
+def test_pooled_context_never_includes_padding():
+    x = torch.tensor([[[100.0], [1.0], [3.0]]])
+    mask = torch.tensor([[False, True, True]])
+    assert pooled_context(x, mask, "causal")[0, :, 0].tolist()[1:] == [1.0, 2.0]
+    assert pooled_context(x, mask, "sequence")[0, 2, 0].item() == 2.0
+
+
+@pytest.mark.parametrize("prism", [
+    {"fusion": "uniform"}, {"drop_experts": ("synergy",)}, {"drop_experts": ("unique_image",)},
+    {"drop_experts": ("redundancy",)}, {"lambda_unique": 0.0, "lambda_synergy": 0.0, "lambda_redundancy": 0.0},
+    {"method": "concat"}, {"method": "sum"}, {"method": "mean"}, {"method": "gated"},
+    {"loss_on": "prediction"}, {"masking": "zero"}, {"masking": "mean"}, {"combine": "concat"},
+    {"fusion_scope": "sequence"}, {"expert_layers": 3, "expert_activation": "relu"},
+])
+def test_every_variant_builds_and_trains_a_step(prism):
+    model = make(prism)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    b = batch()
+    first = model.training_loss(b).total
+    first.backward()
+    opt.step()
+    assert torch.isfinite(first)
+    if prism.get("method", "prism") != "prism" or prism.get("lambda_unique") == 0.0:
+        assert set(model.training_loss(b).parts) == {"rec"}
+
+
+def test_ablation_graphs_differ_not_flags():
+    uniform = make({"fusion": "uniform"})
+    assert not any("fusion.mlp" in n for n, _ in uniform.named_parameters())
+    concat = make({"method": "concat"})
+    assert not any("experts" in n for n, _ in concat.named_parameters())
+
+
+def test_state_round_trip(tmp_path):
+    model = make()
+    save_weights(model, tmp_path)
+    other = make(seed=5)
+    load_weights(other, tmp_path)
+    seq = batch().item_seq
+    model.eval(), other.eval()
+    assert torch.equal(model(seq), other(seq))
+    assert "modalities.values_0" not in dict(model.state_dict())  # features come from data, not weights
+
+
+def test_missing_modality_uses_learned_embedding_not_the_row():
+    model = make(missing=(7,)).eval()
+    mm = model.item_input.modalities
+    seq = torch.tensor([[7, 8]])
+    before = mm(seq)
+    assert torch.equal(before[0, 0, 0], mm.missing[0]) and torch.equal(before[0, 0, 1], mm.missing[1])
+    mm.values_0[7] += 100.0  # the feature row of a missing item is never read
+    assert torch.equal(mm(seq), before)
+    assert not torch.equal(before[0, 1, 0], mm.missing[0])
+
+
+def test_unimodal_views_keep_one_modality():
+    torch.manual_seed(0)
+    modal = torch.randn(50, 3, 4)
+    views = unimodal_views(modal, "random")
+    for m in range(3):
+        assert torch.equal(views[m, :, m], modal[:, m])
+        for o in set(range(3)) - {m}:
+            assert not torch.allclose(views[m, :, o], modal[:, o])
+    zero = unimodal_views(modal, "zero")
+    assert torch.count_nonzero(zero[0, :, 1:]) == 0
+    mean = unimodal_views(modal, "mean")
+    assert torch.allclose(mean[1, 3, 0], modal[:, 0].mean(0))
+    # random replacement follows the replaced modality's statistics
+    big = torch.randn(4000, 2, 3) * torch.tensor([1.0, 5.0]).view(1, 2, 1) + 2.0
+    r = unimodal_views(big, "random")[0, :, 1]
+    assert abs(r.std().item() - 5.0) < 0.3 and abs(r.mean().item() - 2.0) < 0.3
+
+
+def test_interaction_losses_by_hand():
+    a = torch.tensor([[1.0, 0.0]])
+    same, orth, opp = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[-1.0, 0.0]])
+    # cosine distances: d(a, same) = 0, d(a, orth) = 1, d(a, opp) = 2
+    assert triplet_loss(a, same, opp, 0.5).item() == 0.0
+    assert triplet_loss(a, orth, same, 0.5).item() == pytest.approx(1.5)
+    views = torch.stack([same, orth])  # (M=2, P=1, 2)
+    assert synergy_loss(a, views).item() == pytest.approx(0.5)
+    assert redundancy_loss(a, views).item() == pytest.approx(0.5)
+    full = a.unsqueeze(1).repeat(1, 2, 1)  # (P, E=2, X)
+    v = torch.stack([same, orth]).unsqueeze(2).repeat(1, 1, 2, 1)  # (M, P, E, X)
+    out = interaction_losses(full, v, ["unique_image", "synergy"], ["image", "text"],
+                             {"unique_image": 0.2, "synergy": 1.0}, margin=0.5)
+    # unique_image: Triplet(a, view_image=same, view_text=orth) = max(0, .5 + 0 - 1) = 0
+    assert out["L_unique_image"].item() == 0.0 and out["L_synergy"].item() == pytest.approx(0.5)
+
+
+def test_per_modality_lambda_override():
+    model = make({"lambda_unique": 0.3, "lambda_unique_per_modality": {"text": 0.05}})
+    assert model.item_input.fuser.loss_weights == {"unique_image": 0.3, "unique_text": 0.05,
+                                                   "synergy": 0.1, "redundancy": 0.1}
+
+
+def test_prism_needs_two_modalities():
+    from prismrec.config import ConfigError
+    cfg = ModelConfig(hidden_dim=D, num_layers=1, num_heads=2, prism=PRISMConfig(enabled=True))
+    with pytest.raises(ConfigError, match="at least 2 modalities"):
+        build_model(cfg, N, L, "ce", {"text": features()["text"]})
+
+
+def test_unknown_dropped_expert_is_config_error():
+    from prismrec.config import ConfigError
+    with pytest.raises(ConfigError):
+        build_config(overrides=["model.prism.drop_experts=[vision]"])
+    with pytest.raises(ConfigError, match="no expert"):
+        make({"drop_experts": ("unique_audio",)})
