@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from .backbone_config import InDiRecConfig, STOSAConfig
 from .prism.config import PRISMConfig
 
 
@@ -96,6 +97,10 @@ class ModelConfig:
     """Feed-forward width as a multiple of ``hidden_dim`` (SASRec uses 1)."""
     prism: PRISMConfig = field(default_factory=PRISMConfig)
     """The multimodal item input (PRISM or a naive-fusion baseline); off by default."""
+    stosa: STOSAConfig = field(default_factory=STOSAConfig)
+    """Settings read only by the ``stosa`` backbone."""
+    indirec: InDiRecConfig = field(default_factory=InDiRecConfig)
+    """Settings read only by the ``indirec`` backbone."""
 
     def __post_init__(self) -> None:
         _check(self.hidden_dim >= 1, "model.hidden_dim must be >= 1")
