@@ -70,6 +70,7 @@ def read_filtered_records(path: str | Path, keep: pl.Series, *, key_pattern: str
     """
     path = Path(path)
     rows: list[dict] = []
+    keep_ids = pl.DataFrame({"_id": keep.cast(pl.String)})
     for chunk in iter_line_chunks(path, desc=f"reading {path.name}", progress=progress):
         chunk, _ = drop_blank(chunk)
         chunk = chunk.with_columns(pl.col("line").str.extract(key_pattern, 1).alias("_id"))
@@ -78,7 +79,7 @@ def read_filtered_records(path: str | Path, keep: pl.Series, *, key_pattern: str
             idx = no_id.arg_true()
             policy.bad(path, chunk["lineno"].gather(idx).to_list(),
                        [f"no {key!r} field found in {s[:60]!r}" for s in chunk["line"].gather(idx[:5]).to_list()])
-        chunk = chunk.filter(pl.col("_id").is_in(keep) & ~no_id)
+        chunk = chunk.filter(~no_id).join(keep_ids, on="_id", how="semi")
         for lineno, line in chunk.select("lineno", "line").iter_rows():  # kept items only
             try:
                 obj = parse(line)
