@@ -8,9 +8,10 @@ from pathlib import Path
 
 CONFIG_HELP = """\
 Configuration: defaults <- --config YAML <- --data/--device flags <- --set overrides.
-Sections and keys (see docs/configuration.md for every field and its default):
+Sections and keys (`prismrec config` prints every key with its default and meaning):
   data.path, data.max_seq_len, data.min_seq_len, data.modalities, data.synthetic.*
-  model.backbone, model.hidden_dim, model.num_layers, model.num_heads, model.dropout, model.ffn_mult
+  model.backbone, model.hidden_dim, model.num_layers, model.num_heads, model.dropout, model.ffn_mult,
+  model.prism.* (enabled, method, drop_experts, masking, loss_on, lambda_*, fusion, fusion_scope, ...)
   train.loss (ce|bce), train.optimizer, train.lr, train.weight_decay, train.epochs, train.batch_size,
   train.patience, train.metric, train.eval_every, train.grad_clip, train.seed, train.device, train.num_threads
   eval.ks, eval.exclude_history, eval.batch_size
@@ -18,6 +19,7 @@ An unknown key is an error that lists the valid keys."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    register_config(sub)
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("train", help="train a model and report validation/test metrics",
                        description="Train a sequential recommender with early stopping on validation, restore "
@@ -134,4 +136,30 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             print("  ".join(f"{k}={v}" for k, v in r.items()))
+    return 0
+
+
+def register_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="show every config key with its default and meaning",
+                       description="Print the configuration reference, or the resolved config of a recipe.")
+    p.add_argument("--config", metavar="FILE.yaml", help="show this recipe resolved against the defaults (YAML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="apply overrides before showing the resolved config")
+    p.add_argument("--markdown", action="store_true", help="print the reference as a Markdown table")
+    p.set_defaults(func=cmd_config)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..confdoc import markdown, rows
+    from ..config import build_config, to_dict
+
+    if args.config or args.overrides:
+        print(yaml.safe_dump(to_dict(build_config(args.config, args.overrides)), sort_keys=False), end="")
+    elif args.markdown:
+        print(markdown(), end="")
+    else:
+        for key, tname, dflt, doc in rows():
+            print(f"{key} = {dflt}    [{tname}]\n    {doc}")
     return 0
