@@ -10,6 +10,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import __version__
@@ -94,7 +95,8 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     """Train, early-stop on validation, restore the best state, evaluate on test, save the run.
 
     The run directory receives ``config.yaml`` (resolved), ``model.safetensors``,
-    ``metrics.jsonl`` (one line per epoch) and ``summary.json``.
+    ``metrics.jsonl`` (one line per epoch), ``summary.json`` and ``ranks.npz`` (each user's
+    valid/test target rank, for paired significance tests).
     """
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
@@ -131,6 +133,9 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     write_json(summary, run_dir / "summary.json")
+    # per-user ranks (row u = user u of the dataset) for paired significance tests across runs
+    np.savez_compressed(run_dir / "ranks.npz", valid=valid.ranks.numpy(), test=test.ranks.numpy(),
+                        user_ids=run.dataset.sequences.user_ids)
     run.run_dir, run.summary = run_dir, summary
     return run
 

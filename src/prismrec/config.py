@@ -164,6 +164,9 @@ class EvalConfig:
     """Score the user's history items as -inf (the target itself is never excluded)."""
     batch_size: int = 1024
     """Users scored per batch."""
+    track_test: bool = False
+    """Also evaluate the test split at every validation step and log it in ``metrics.jsonl``
+    (for learning curves and time-to-quality benchmarks; never used for model selection)."""
 
     def __post_init__(self) -> None:
         _check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "eval.ks must be positive integers")

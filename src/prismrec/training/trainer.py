@@ -149,6 +149,9 @@ class Trainer:
                 res = self.evaluate("valid")
                 record["valid"] = res.metrics
                 record["eval_seconds"] = round(res.seconds, 3)
+                if self.eval_cfg.track_test:
+                    record["test"] = self.evaluate("test").metrics
+                record["elapsed_train_seconds"] = round(sum(epoch_times), 3)
                 score = res.metrics[self.cfg.metric]
                 if score > best_score:
                     best_score, best_epoch, best_valid = score, epoch, res.metrics

@@ -1,0 +1,158 @@
+"""Run a grid of trainings (datasets x losses x arms x seeds) in parallel and aggregate them.
+
+    python benchmarks/suite.py --plan benchmarks/plans/sasrec_real.yaml --jobs 2 --out runs/suite_sasrec
+
+Each run is a `prismrec train` subprocess writing its own run directory (resumable: a run whose
+summary.json exists is not repeated). The aggregate JSON (mean ± std over seeds per dataset/loss/
+arm, relative improvement over the baseline arm, paired tests over users on NDCG@10 between arms)
+goes to benchmarks/results/<plan name>.json (or --results-dir) and a Markdown table is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
+
+def load_plan(path: str) -> dict:
+    plan = yaml.safe_load(Path(path).read_text())
+    for key in ("name", "datasets", "arms"):
+        if key not in plan:
+            raise SystemExit(f"{path}: plan needs '{key}'")
+    plan.setdefault("losses", ["ce"])
+    plan.setdefault("seeds", [42])
+    plan.setdefault("base", [])
+    plan.setdefault("dataset_overrides", {})
+    return plan
+
+
+def run_one(job: dict, device: str, threads: int) -> dict:
+    out = Path(job["dir"])
+    if (out / "summary.json").is_file():
+        return json.loads((out / "summary.json").read_text())
+    cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--output-dir", str(out),
+           "--device", device]
+    if job["data"]:
+        cmd += ["--data", job["data"]]
+    for s in job["sets"]:
+        cmd += ["--set", s]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(f"FAILED {job['id']}: {proc.stderr[-2000:]}", file=sys.stderr, flush=True)
+        return {"failed": True, "stderr": proc.stderr[-2000:]}
+    print(f"done {job['id']} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+    return json.loads((out / "summary.json").read_text())
+
+
+def per_user_ndcg(run_dir: Path, k: int = 10) -> np.ndarray:
+    r = np.load(run_dir / "ranks.npz", allow_pickle=False)["test"].astype(np.float64)
+    return np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)
+
+
+def paired_tests(a: np.ndarray, b: np.ndarray) -> dict:
+    from scipy import stats
+
+    t = stats.ttest_rel(a, b)
+    try:
+        w = stats.wilcoxon(a, b, zero_method="wilcox")
+        w_p = float(w.pvalue)
+    except ValueError:  # all differences zero
+        w_p = 1.0
+    return {"mean_diff": float((a - b).mean()), "t_stat": float(t.statistic), "t_pvalue": float(t.pvalue),
+            "wilcoxon_pvalue": w_p, "users": int(len(a))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--plan", required=True, help="YAML plan: name, datasets, losses, seeds, base, arms, baseline")
+    ap.add_argument("--out", required=True, help="folder for the run directories")
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for every run")
+    ap.add_argument("--results-dir", default=None, help="where the aggregate JSON goes (default benchmarks/results)")
+    ap.add_argument("--only", default=None, help="run only jobs whose id contains this text")
+    args = ap.parse_args()
+    plan = load_plan(args.plan)
+
+    jobs = []
+    for (ds, path), loss, (arm, sets), seed in itertools.product(plan["datasets"].items(), plan["losses"],
+                                                                 plan["arms"].items(), plan["seeds"]):
+        jid = f"{ds}-{loss}-{arm}-s{seed}"
+        if args.only and args.only not in jid:
+            continue
+        jobs.append({"id": jid, "dataset": ds, "loss": loss, "arm": arm, "seed": seed, "data": path,
+                     "dir": str(Path(args.out) / jid),
+                     "sets": plan["base"] + plan["dataset_overrides"].get(ds, []) + list(sets or [])
+                     + [f"train.loss={loss}", f"train.seed={seed}"]})
+    print(f"{len(jobs)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
+    t0 = time.time()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        summaries = list(pool.map(lambda j: run_one(j, args.device, args.threads), jobs))
+    wall = time.time() - t0
+
+    groups: dict[tuple, list] = {}
+    for job, s in zip(jobs, summaries):
+        job["summary"] = s
+        if not s.get("failed"):
+            groups.setdefault((job["dataset"], job["loss"], job["arm"]), []).append(job)
+    table = {}
+    for (ds, loss, arm), js in groups.items():
+        vals = {m: [j["summary"]["test"][m] for j in js] for m in ("NDCG@10", "HR@10", "NDCG@20", "HR@20")}
+        table[f"{ds}/{loss}/{arm}"] = {
+            "dataset": ds, "loss": loss, "arm": arm, "seeds": [j["seed"] for j in js],
+            **{m: {"mean": float(np.mean(v)), "std": float(np.std(v))} for m, v in vals.items()},
+            "seconds_per_epoch": float(np.mean([j["summary"]["seconds_per_epoch"] for j in js])),
+            "peak_memory_mb": float(np.mean([j["summary"]["peak_memory_mb"] for j in js])),
+            "best_epoch": [j["summary"]["best_epoch"] for j in js],
+        }
+    baseline = plan.get("baseline")
+    comparisons = []
+    for cmp_arm, others in (plan.get("compare") or {}).items():
+        for other in others:
+            for ds, loss in itertools.product(plan["datasets"], plan["losses"]):
+                a, b = groups.get((ds, loss, cmp_arm)), groups.get((ds, loss, other))
+                if not a or not b:
+                    continue
+                na = np.mean([per_user_ndcg(Path(j["dir"])) for j in a], axis=0)  # mean over seeds, per user
+                nb = np.mean([per_user_ndcg(Path(j["dir"])) for j in b], axis=0)
+                comparisons.append({"dataset": ds, "loss": loss, "arm": cmp_arm, "vs": other,
+                                    "relative_ndcg10": float(na.mean() / max(nb.mean(), 1e-12) - 1.0),
+                                    **paired_tests(na, nb)})
+    lines = ["| dataset | loss | arm | NDCG@10 | HR@10 | s/epoch | best epochs |", "|---|---|---|---|---|---|---|"]
+    for row in table.values():
+        rel = ""
+        if baseline and row["arm"] != baseline and f"{row['dataset']}/{row['loss']}/{baseline}" in table:
+            base = table[f"{row['dataset']}/{row['loss']}/{baseline}"]["NDCG@10"]["mean"]
+            rel = f" ({row['NDCG@10']['mean'] / base - 1:+.1%})"
+        lines.append(f"| {row['dataset']} | {row['loss']} | {row['arm']} | {row['NDCG@10']['mean']:.4f} ± "
+                     f"{row['NDCG@10']['std']:.4f}{rel} | {row['HR@10']['mean']:.4f} ± {row['HR@10']['std']:.4f} | "
+                     f"{row['seconds_per_epoch']:.2f} | {row['best_epoch']} |")
+    for c in comparisons:
+        lines.append(f"- {c['dataset']}/{c['loss']}: {c['arm']} vs {c['vs']}: NDCG@10 {c['relative_ndcg10']:+.1%}, "
+                     f"paired t p={c['t_pvalue']:.2g}, Wilcoxon p={c['wilcoxon_pvalue']:.2g} ({c['users']} users)")
+    print("\n".join(lines))
+    path = write_result(plan["name"], {"plan": plan, "device": args.device, "jobs": args.jobs,
+                                       "wall_seconds": round(wall, 1), "table": table, "comparisons": comparisons,
+                                       "markdown": "\n".join(lines),
+                                       "runs": [{k: v for k, v in j.items() if k != "sets"} | {"sets": j["sets"]}
+                                                for j in jobs]},
+                        Path(args.results_dir) if args.results_dir else None)
+    print(f"results: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
