@@ -38,10 +38,12 @@ def load_plan(path: str) -> dict:
     return plan
 
 
-def run_one(job: dict, device: str, threads: int) -> dict:
+def run_one(job: dict, device: str, threads: int, deadline: float | None = None) -> dict:
     out = Path(job["dir"])
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
+    if deadline is not None and time.time() > deadline:
+        return {"failed": True, "skipped": "time budget exhausted before this run started"}
     cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--output-dir", str(out),
            "--device", device]
     if job["data"]:
@@ -85,6 +87,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for every run")
     ap.add_argument("--results-dir", default=None, help="where the aggregate JSON goes (default benchmarks/results)")
     ap.add_argument("--only", default=None, help="run only jobs whose id contains this text")
+    ap.add_argument("--time-budget", type=float, default=0.0,
+                    help="seconds after which no new run starts (0 = no limit); skipped runs are listed")
     args = ap.parse_args()
     plan = load_plan(args.plan)
 
@@ -94,14 +98,21 @@ def main() -> None:
         jid = f"{ds}-{loss}-{arm}-s{seed}"
         if args.only and args.only not in jid:
             continue
-        jobs.append({"id": jid, "dataset": ds, "loss": loss, "arm": arm, "seed": seed, "data": path,
+        only = (plan.get("arm_limits") or {}).get(arm, {})  # e.g. {seeds: [1], datasets: [amazon_beauty]}
+        if any(value not in only.get(key, [value]) for key, value in
+               (("seeds", seed), ("datasets", ds), ("losses", loss))):
+            continue
+        data = os.path.expanduser(os.path.expandvars(path)) if path else None
+        jobs.append({"id": jid, "dataset": ds, "loss": loss, "arm": arm, "seed": seed, "data": data,
                      "dir": str(Path(args.out) / jid),
                      "sets": plan["base"] + plan["dataset_overrides"].get(ds, []) + list(sets or [])
                      + [f"train.loss={loss}", f"train.seed={seed}"]})
+    jobs.sort(key=lambda j: plan["seeds"].index(j["seed"]))  # stable: every arm's first seed runs first
     print(f"{len(jobs)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
     t0 = time.time()
+    deadline = t0 + args.time_budget if args.time_budget > 0 else None
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        summaries = list(pool.map(lambda j: run_one(j, args.device, args.threads), jobs))
+        summaries = list(pool.map(lambda j: run_one(j, args.device, args.threads, deadline), jobs))
     wall = time.time() - t0
 
     groups: dict[tuple, list] = {}
