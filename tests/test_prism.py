@@ -110,6 +110,7 @@ def test_pooled_context_never_includes_padding():
     {"method": "concat"}, {"method": "sum"}, {"method": "mean"}, {"method": "gated"},
     {"loss_on": "prediction"}, {"masking": "zero"}, {"masking": "mean"}, {"combine": "concat"},
     {"fusion_scope": "sequence"}, {"expert_layers": 3, "expert_activation": "relu"},
+    {"output_content": True}, {"method": "concat", "output_content": True},
 ])
 def test_every_variant_builds_and_trains_a_step(prism):
     model = make(prism)
@@ -206,3 +207,10 @@ def test_unknown_dropped_expert_is_config_error():
         build_config(overrides=["model.prism.drop_experts=[vision]"])
     with pytest.raises(ConfigError, match="no expert"):
         make({"drop_experts": ("unique_audio",)})
+
+
+def test_output_content_changes_the_item_table_but_not_padding():
+    model = make({"output_content": True})
+    table = model.item_input.output_embeddings()
+    assert torch.count_nonzero(table[0]) == 0
+    assert not torch.allclose(table[1:], model.item_input.id_input.output_embeddings()[1:])

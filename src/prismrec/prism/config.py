@@ -65,6 +65,10 @@ class PRISMConfig:
     """Softmax temperature of the fusion weights."""
     combine: Literal["add", "concat"] = "add"
     """How the fused multimodal embedding joins the ID embedding: sum, or Linear([id, mm])."""
+    output_content: bool = False
+    """Also add item content to the prediction layer's item table: ID embedding + the fuser's
+    user-independent item embedding (PRISM: the mean of its experts; per-user fusion weights cannot
+    enter a shared item table). Recomputed for all items at every step: costly on CPU."""
 
     def __post_init__(self) -> None:
         from ..config import ConfigError

@@ -23,6 +23,10 @@ class Fuser(nn.Module):
 
     expert_names: list[str] = []
 
+    def item_content(self, modal: torch.Tensor) -> torch.Tensor:
+        """User-independent content embedding per item. (..., M, D) -> (..., D)"""
+        return self(modal, None, None)
+
     def interaction_losses(self, modal: torch.Tensor, ctx: AuxContext, id_emb: torch.Tensor,
                            combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
         return {}
@@ -46,6 +50,9 @@ class PRISMFuser(Fuser):
     def expert_outputs(self, modal: torch.Tensor) -> torch.Tensor:
         """(..., M, D) -> (..., E, D): every expert on the concatenated modalities (Eq. 1)."""
         return self.experts(modal.flatten(-2))
+
+    def item_content(self, modal: torch.Tensor) -> torch.Tensor:
+        return self.expert_outputs(modal).mean(dim=-2)  # (..., D) uniform over experts
 
     def weights(self, modal: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         """Fusion weights (B, L, E) (Eq. 10)."""

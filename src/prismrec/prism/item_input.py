@@ -33,10 +33,12 @@ class ConcatCombine(nn.Module):
 
 
 class MultimodalItemInput(ItemInput):
-    def __init__(self, id_input: ItemInput, modalities: ModalityEncoder, fuser: Fuser, combine: nn.Module) -> None:
+    def __init__(self, id_input: ItemInput, modalities: ModalityEncoder, fuser: Fuser, combine: nn.Module,
+                 output_content: bool = False) -> None:
         super().__init__()
         self.id_input, self.modalities, self.fuser, self.combine = id_input, modalities, fuser, combine
         self.num_items, self.hidden_dim = id_input.num_items, id_input.hidden_dim
+        self.output_content = output_content
 
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         id_emb = self.id_input(item_seq)  # (B, L, D)
@@ -44,14 +46,19 @@ class MultimodalItemInput(ItemInput):
         return self.combine(id_emb, mm)  # (B, L, D)
 
     def output_embeddings(self) -> torch.Tensor:
-        return self.id_input.output_embeddings()
+        table = self.id_input.output_embeddings()  # (N + 1, D)
+        if not self.output_content:
+            return table
+        items = torch.arange(self.num_items + 1, device=table.device)
+        content = self.fuser.item_content(self.modalities(items))  # (N + 1, D)
+        return table + content * (items != PAD_ID).unsqueeze(-1)  # padding row stays zero
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
         return self.fuser.interaction_losses(self.modalities(ctx.item_seq), ctx, self.id_input(ctx.item_seq),
                                              self.combine)
 
     def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
-        return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine)
+        return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content)
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -79,4 +86,4 @@ def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
     modalities = ModalityEncoder(features, hidden_dim, cfg.feature_norm)
     fuser = build_fuser(cfg, modalities.names, hidden_dim)
     combine = AddCombine() if cfg.combine == "add" else ConcatCombine(hidden_dim)
-    return MultimodalItemInput(id_input, modalities, fuser, combine)
+    return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content)
