@@ -98,3 +98,27 @@ def test_readme_commands_are_the_ci_commands():
 def test_console_script_help_runs():
     out = subprocess.run([sys.executable, "-m", "prismrec.cli", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "model.prism" in out.stdout
+
+
+def test_inspect_prints_and_exports(tmp_path, capsys):
+    import numpy as np
+    run = tmp_path / "p"
+    main(["train", "--quiet", "--output-dir", str(run), *sets(TINY + ["model.prism.enabled=true"])])
+    capsys.readouterr()
+    assert main(["inspect", "--run", str(run), "--json", "--export-weights", str(tmp_path / "w.npz"),
+                 "--per-position", "--export-experts", str(tmp_path / "e.npz")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["expert"] for r in rows] == ["unique_image", "unique_text", "synergy", "redundancy"]
+    assert abs(sum(r["mean"] for r in rows) - 1.0) < 1e-5
+    w = np.load(tmp_path / "w.npz")
+    assert w["weights"].shape == (80, 4) and w["per_position"].shape == (80, 10, 4)
+    assert np.allclose(w["per_position"][w["padding_mask"]].sum(-1), 1.0, atol=1e-5)
+    assert np.load(tmp_path / "e.npz")["embeddings"].shape == (96, 4, 16)
+
+
+def test_inspect_refuses_plain_run(tmp_path, capsys):
+    run = tmp_path / "plain"
+    main(["train", "--quiet", "--output-dir", str(run), *sets(TINY)])
+    capsys.readouterr()
+    assert main(["inspect", "--run", str(run)]) == 2
+    assert "no multimodal item input" in capsys.readouterr().err
