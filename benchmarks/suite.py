@@ -38,7 +38,8 @@ def load_plan(path: str) -> dict:
     return plan
 
 
-def run_one(job: dict, device: str, threads: int, deadline: float | None = None) -> dict:
+def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
+            hard_deadline: float | None = None) -> dict:
     out = Path(job["dir"])
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
@@ -52,7 +53,12 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None)
         cmd += ["--set", s]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=max(5.0, hard_deadline - time.time()) if hard_deadline else None)
+    except subprocess.TimeoutExpired:
+        print(f"KILLED {job['id']} at the hard time budget", file=sys.stderr, flush=True)
+        return {"failed": True, "killed": "hard time budget; metrics.jsonl holds the epochs it finished"}
     if proc.returncode != 0:
         print(f"FAILED {job['id']}: {proc.stderr[-2000:]}", file=sys.stderr, flush=True)
         return {"failed": True, "stderr": proc.stderr[-2000:]}
@@ -89,6 +95,8 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="run only jobs whose id contains this text")
     ap.add_argument("--time-budget", type=float, default=0.0,
                     help="seconds after which no new run starts (0 = no limit); skipped runs are listed")
+    ap.add_argument("--hard-budget", type=float, default=0.0,
+                    help="seconds after which running runs are killed (0 = no limit)")
     args = ap.parse_args()
     plan = load_plan(args.plan)
 
@@ -111,8 +119,9 @@ def main() -> None:
     print(f"{len(jobs)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
     t0 = time.time()
     deadline = t0 + args.time_budget if args.time_budget > 0 else None
+    hard = t0 + args.hard_budget if args.hard_budget > 0 else None
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        summaries = list(pool.map(lambda j: run_one(j, args.device, args.threads, deadline), jobs))
+        summaries = list(pool.map(lambda j: run_one(j, args.device, args.threads, deadline, hard), jobs))
     wall = time.time() - t0
 
     groups: dict[tuple, list] = {}
