@@ -18,14 +18,16 @@ def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]
 
 
 def get_backbone(name: str) -> BackboneBuilder:
-    from . import sasrec  # noqa: F401  (registers built-in backbones)
-
+    _register_builtins()
     if name not in _BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(sorted(_BACKBONES))}")
     return _BACKBONES[name]
 
 
 def registered_backbones() -> list[str]:
-    from . import sasrec  # noqa: F401
-
+    _register_builtins()
     return sorted(_BACKBONES)
+
+
+def _register_builtins() -> None:
+    from . import sasrec, stosa  # noqa: F401  (each registers itself on import)

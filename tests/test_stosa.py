@@ -1,0 +1,130 @@
+"""STOSA specifics: Wasserstein distances, distance-based scoring, BPR + PvN loss, both streams attend,
+PRISM reaching the covariance stream. (The shared contract is in test_conformance.py.)"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prismrec.config import build_config
+from prismrec.models import TrainBatch, build_model
+from prismrec.models.stochastic_attention import (elu_plus_one, pairwise_wasserstein_distance,
+                                                  wasserstein_distance)
+from prismrec.models.stosa import split_gaussian
+
+N, L, D = 25, 7, 8
+
+
+def make(*overrides, features=None):
+    cfg = build_config(overrides=["model.backbone=stosa", f"model.hidden_dim={D}", "model.num_layers=1",
+                                  "model.num_heads=2", "model.dropout=0.0", *overrides])
+    torch.manual_seed(0)
+    return build_model(cfg.model, N, L, cfg.train.loss, features).eval(), cfg
+
+
+def batch(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.randint(1, N + 1, (3, L), generator=g)
+    seq[0, :3] = 0
+    targets = torch.roll(seq, -1, 1)
+    targets[:, -1] = 5
+    targets[seq == 0] = 0
+    return TrainBatch(seq, targets, torch.randint(1, N + 1, seq.shape, generator=g))
+
+
+def test_closed_form_w2_of_diagonal_gaussians():
+    # 1-d: N(0, 1) vs N(3, 4): (0 - 3)^2 + (sqrt(1) - sqrt(4))^2 = 10
+    d = wasserstein_distance(torch.tensor([[0.0]]), torch.tensor([[1.0]]), torch.tensor([[3.0]]), torch.tensor([[4.0]]))
+    assert torch.allclose(d, torch.tensor([10.0]))
+    g = torch.Generator().manual_seed(0)
+    ma, mb = torch.randn(2, 5, 4, generator=g), torch.randn(2, 6, 4, generator=g)
+    ca, cb = torch.rand(2, 5, 4, generator=g) + 0.1, torch.rand(2, 6, 4, generator=g) + 0.1
+    pair = pairwise_wasserstein_distance(ma, ca, mb, cb)  # (2, 5, 6)
+    brute = torch.stack([torch.stack([torch.stack([
+        ((ma[b, i] - mb[b, j]) ** 2).sum() + ((ca[b, i].sqrt() - cb[b, j].sqrt()) ** 2).sum()
+        for j in range(6)]) for i in range(5)]) for b in range(2)])
+    assert torch.allclose(pair, brute, atol=1e-5)
+    assert torch.allclose(pairwise_wasserstein_distance(ma, ca, ma, ca).diagonal(dim1=-2, dim2=-1),
+                          torch.zeros(2, 5), atol=1e-5)
+
+
+def test_scores_are_negative_w2_to_every_item_gaussian():
+    model, _ = make()
+    seq = batch().item_seq
+    hidden = model(seq)  # (B, L, 2D)
+    assert hidden.shape == (3, L, 2 * D)
+    mean, cov = split_gaussian(hidden[:, -1])
+    assert (cov > 0).all()
+    item_mean = model.item_input.output_embeddings()
+    item_cov = elu_plus_one(model.cov_input.output_embeddings())
+    assert (item_cov > 0).all()
+    expected = torch.stack([-wasserstein_distance(mean, cov, item_mean[i].expand_as(mean), item_cov[i].expand_as(cov))
+                            for i in range(N + 1)], dim=1)  # (B, N + 1), one item at a time
+    assert torch.allclose(model.full_sort_scores(seq), expected, atol=1e-4)
+
+
+def test_both_streams_go_through_attention():
+    """The public code's typo makes the mean stream skip attention; here an earlier item must move
+    both the mean and the covariance of the user state at the last position."""
+    model, _ = make()
+    seq = batch().item_seq
+    seq2 = seq.clone()
+    seq2[:, 3] = seq2[:, 3] % N + 1
+    m1, c1 = split_gaussian(model(seq)[:, -1])
+    m2, c2 = split_gaussian(model(seq2)[:, -1])
+    assert ((m1 - m2).abs().amax(-1) > 1e-4).all()
+    assert ((c1 - c2).abs().amax(-1) > 1e-4).all()
+
+
+def test_bpr_pvn_loss_matches_formula_and_ignores_train_loss():
+    for train_loss in ("ce", "bce"):
+        model, cfg = make(f"train.loss={train_loss}", "model.stosa.pvn_weight=0.5")
+        assert model.needs_negatives  # STOSA's own loss, whatever train.loss says
+        b = batch()
+        out = model.training_loss(b)
+        m = b.targets != 0
+        mean, cov = split_gaussian(model(b.item_seq)[m])
+        im, ic = model.item_input.output_embeddings(), elu_plus_one(model.cov_input.output_embeddings())
+        pos, neg = b.targets[m], b.negatives[m]
+        d_pos = ((mean - im[pos]) ** 2).sum(-1) + ((cov.sqrt() - ic[pos].sqrt()) ** 2).sum(-1)
+        d_neg = ((mean - im[neg]) ** 2).sum(-1) + ((cov.sqrt() - ic[neg].sqrt()) ** 2).sum(-1)
+        d_pn = ((im[pos] - im[neg]) ** 2).sum(-1) + ((ic[pos].sqrt() - ic[neg].sqrt()) ** 2).sum(-1)
+        ref = -torch.log(torch.sigmoid(d_neg - d_pos)).mean() + 0.5 * torch.relu(d_pos - d_pn).mean()
+        assert torch.allclose(out.total, ref, atol=1e-5)
+
+
+def test_ce_variant_is_softmax_over_negative_distances():
+    model, _ = make("model.stosa.loss=ce")
+    assert not model.needs_negatives
+    b = batch()
+    b.negatives = None
+    out = model.training_loss(b)
+    m = b.targets != 0
+    ref = F.cross_entropy(model.score(model(b.item_seq)[m])[:, 1:], b.targets[m] - 1)
+    assert torch.allclose(out.total, ref, atol=1e-5)
+
+
+def test_prism_reaches_both_streams_with_shared_experts():
+    from test_conformance import features, has_prism
+
+    if not has_prism():
+        pytest.skip("PRISM not available yet")
+    feats = {k: (v[0][:N + 1], v[1][:N + 1]) for k, v in features().items()}
+    model, _ = make("model.prism.enabled=true", features=feats)
+    model.train()
+    assert model.cov_input.fuser is model.item_input.fuser  # experts and fusion shared
+    assert model.cov_input.id_input is not model.item_input.id_input  # separate ID tables
+    out = model.training_loss(batch())
+    assert set(out.parts) > {"rec"}  # interaction losses present
+    out.total.backward()
+    assert model.cov_input.id_input.embedding.weight.grad.abs().sum() > 0
+    fuser_grads = [p.grad for p in model.item_input.fuser.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in fuser_grads)
+    # averaged over streams vs the mean stream's only: different numbers, same keys
+    torch.manual_seed(3)
+    avg = model.training_loss(batch()).parts
+    mean_only, _ = make("model.prism.enabled=true", "model.stosa.aux_streams=mean", features=feats)
+    mean_only.load_state_dict(model.state_dict())
+    mean_only.train()
+    torch.manual_seed(3)
+    one = mean_only.training_loss(batch()).parts
+    assert set(avg) == set(one)
+    assert any(not torch.allclose(avg[k], one[k]) for k in avg if k != "rec")
