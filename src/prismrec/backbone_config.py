@@ -50,6 +50,9 @@ class InDiRecConfig:
     """Maximum Lloyd iterations of each per-epoch K-means (after k-means++ initialisation)."""
     kmeans_tol: float = 1e-4
     """K-means stops early when the relative decrease of the inertia falls below this."""
+    kmeans_max_points_per_centroid: int = 256
+    """Fit the centroids on a random subset of at most K x this many prefixes, then assign every prefix
+    (faiss's default; InDiRec's released code clusters with faiss. 0 = fit on all prefixes)."""
     cluster_batch_size: int = 1024
     """Users encoded per batch when computing the representations to cluster."""
     diffusion_steps: int = 200
@@ -79,6 +82,7 @@ class InDiRecConfig:
         _check(self.num_intents >= 1, "model.indirec.num_intents must be >= 1")
         _check(self.kmeans_iters >= 1, "model.indirec.kmeans_iters must be >= 1")
         _check(self.kmeans_tol >= 0, "model.indirec.kmeans_tol must be >= 0")
+        _check(self.kmeans_max_points_per_centroid >= 0, "model.indirec.kmeans_max_points_per_centroid must be >= 0")
         _check(self.cluster_batch_size >= 1, "model.indirec.cluster_batch_size must be >= 1")
         _check(self.diffusion_steps >= 1, "model.indirec.diffusion_steps must be >= 1")
         _check(0 < self.beta_start <= self.beta_end < 1, "need 0 < model.indirec.beta_start <= beta_end < 1")

@@ -30,4 +30,4 @@ def registered_backbones() -> list[str]:
 
 
 def _register_builtins() -> None:
-    from . import sasrec, stosa  # noqa: F401  (each registers itself on import)
+    from . import indirec, sasrec, stosa  # noqa: F401  (each registers itself on import)
