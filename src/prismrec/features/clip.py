@@ -94,7 +94,7 @@ def load_clip(spec: str = DEFAULT_CLIP_MODEL, device: str = "cpu") -> ClipEncode
         model = CLIPModel.from_pretrained(spec)
         processor = CLIPProcessor.from_pretrained(spec)
     except Exception as exc:  # hub/offline/format errors come in many types
-        raise DataError(f"cannot load CLIP model {spec!r}: {exc}. Without network access give a local folder "
+        raise DataError(f"cannot load CLIP model {spec!r}: {str(exc).rstrip('.')}. Without network access give a local folder "
                         f"holding a CLIP model and processor") from None
     return ClipEncoder(model, processor, spec, f"transformers {transformers.__version__}", device)
 

@@ -63,7 +63,7 @@ def load_text_encoder(spec: str = DEFAULT_TEXT_MODEL, device: str = "cpu", norma
     try:
         model = SentenceTransformer(spec, device=device)
     except Exception as exc:  # hub/offline/format errors come in many types
-        raise DataError(f"cannot load sentence-transformers model {spec!r}: {exc}. Give a local path, or a "
+        raise DataError(f"cannot load sentence-transformers model {spec!r}: {str(exc).rstrip('.')}. Give a local path, or a "
                         f"packaged model such as {DEFAULT_TEXT_MODEL!r}") from None
     return TextEncoder(model, spec, f"sentence-transformers {sentence_transformers.__version__}", normalize)
 
