@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .attributes import ItemAttributes
 from .dataset import RecDataset
-from .prepared import is_prepared, read_prepared, read_tsv_strings
+from .prepared import int_column, is_prepared, read_prepared, read_tsv_strings
 from .sequences import DataError, read_sequence_file
 
 log = logging.getLogger(__name__)
@@ -92,16 +92,14 @@ def load_benchmark_folder(folder: Path, *, min_seq_len: int = 3) -> RecDataset:
 
 
 def _read_item_meta_tsv(folder: Path, num_items: int):
-    """``derived/item_meta.tsv`` as a polars frame with rows for item ids 1..num_items, or None."""
+    """``derived/item_meta.tsv`` as a table with rows for item ids 1..num_items, or None."""
     path = folder / "derived" / "item_meta.tsv"
     if not path.is_file():
         return None
-    import polars as pl
-
     df = read_tsv_strings(path)
     if df.columns[0] != "item_id":
         raise DataError(f"{path}: first column must be item_id, found {df.columns[0]!r}")
-    ids = df["item_id"].cast(pl.Int64, strict=False).to_list()
+    ids = int_column(df, "item_id")
     if ids != list(range(1, num_items + 1)):
         raise DataError(f"{path}: expected one row per item id 1..{num_items} in order")
     return df
@@ -112,7 +110,7 @@ def _benchmark_item_text(folder: Path, raw_ids: list[str] | None, num_items: int
     if df is not None:
         col = next((c for c in df.columns if c.startswith("short_text")), None)
         if col is not None:
-            return [t.strip() for t in df[col].to_list()]
+            return [t.strip() for t in df[col]]
     gen = folder / "item_generative_indexing_phase_0.txt"
     if raw_ids is None or not gen.is_file():
         return None
@@ -153,7 +151,7 @@ def _benchmark_item_attributes(folder: Path, maps: dict | None, num_items: int) 
                                             and "unnamed" not in c), None)
         if col is not None:
             names = {}
-            for i, (ids, cell) in enumerate(zip(per_item_ids, df[col].to_list()), start=1):
+            for i, (ids, cell) in enumerate(zip(per_item_ids, df[col]), start=1):
                 parts = [p.strip() for p in cell.split("|") if p.strip()]
                 if len(parts) != len(ids):
                     names = None

@@ -224,32 +224,64 @@ def read_dataset_json(folder: str | Path) -> dict:
     return meta
 
 
-def read_tsv_strings(path: Path):
-    """A headed TSV file as a polars frame of strings; empty fields are ``""`` (never null)."""
-    import polars as pl
+class TsvTable:
+    """A headed tab-separated table of strings: ``table.columns`` and ``table[column] -> list[str]``.
 
+    Plain Python (no optional dependency): prepared folders must load with the core install.
+    """
+
+    def __init__(self, path: Path, columns: list[str], rows: list[list[str]]) -> None:
+        self.path, self.columns = path, columns
+        self._data = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+
+    def __getitem__(self, column: str) -> list[str]:
+        return self._data[column]
+
+    def __len__(self) -> int:
+        return len(next(iter(self._data.values()), []))
+
+
+def read_tsv_strings(path: Path) -> TsvTable:
+    """Read a headed TSV file; every row must have as many fields as the header (file:line errors)."""
     try:
-        df = pl.read_csv(path, separator="\t", quote_char=None, infer_schema=False)
-    except Exception as exc:  # polars raises several types; all mean "this TSV is broken"
-        raise DataError(f"{path}: cannot parse as a tab-separated table: {exc}") from None
-    return df.with_columns(pl.all().fill_null(""))
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read as UTF-8 text: {exc}") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: empty file (expected a header line)")
+    header = lines[0].rstrip("\r").split("\t")
+    rows = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        fields = line.rstrip("\r").split("\t")
+        if len(fields) != len(header):
+            raise DataError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, found {len(fields)}")
+        rows.append(fields)
+    return TsvTable(path, header, rows)
 
 
-def _read_tsv(path: Path, columns: tuple[str, ...]):
+def int_column(table: TsvTable, column: str) -> list[int]:
+    """A column of integer ids; a non-integer names its file and line."""
+    out = []
+    for lineno, value in enumerate(table[column], start=2):
+        try:
+            out.append(int(value))
+        except ValueError:
+            raise DataError(f"{table.path}:{lineno}: {column} {value!r} is not an integer") from None
+    return out
+
+
+def _read_tsv(path: Path, columns: tuple[str, ...]) -> TsvTable:
     df = read_tsv_strings(path)
     if tuple(df.columns[:len(columns)]) != columns:
         raise DataError(f"{path}: expected columns {list(columns)}, found {df.columns}")
     return df
 
 
-def _read_id_column(path: Path, df, expected: int | None) -> None:
-    import polars as pl
-
-    ids = df["item_id" if "item_id" in df.columns else "user_id"].cast(pl.Int64, strict=False)
-    if ids.null_count():
-        bad = int(ids.is_null().arg_max())
-        raise DataError(f"{path}:{bad + 2}: id is not an integer")
-    if expected is not None and (len(ids) != expected or not np.array_equal(ids.to_numpy(), np.arange(1, expected + 1))):
+def _read_id_column(path: Path, df: TsvTable, expected: int | None) -> None:
+    ids = int_column(df, "item_id" if "item_id" in df.columns else "user_id")
+    if expected is not None and ids != list(range(1, expected + 1)):
         raise DataError(f"{path}: expected ids 1..{expected} in order, one per row; found {len(ids)} rows")
 
 
@@ -321,14 +353,12 @@ def read_prepared(folder: str | Path, *, min_seq_len: int = 3, modalities: Itera
 
     ``modalities``: empty = every matrix under ``features/``; ``None`` = none (metadata only).
     """
-    import polars as pl
-
     folder = Path(folder)
     meta = read_dataset_json(folder)
     num_items = int(meta["num_items"])
     imap = _read_tsv(folder / "item_map.tsv", ("item_id", "raw_id"))
     _read_id_column(folder / "item_map.tsv", imap, num_items)
-    raw_ids = imap["raw_id"].to_list()
+    raw_ids = imap["raw_id"]
     fingerprint = item_map_fingerprint(num_items, raw_ids)
     if fingerprint != meta["item_map_fingerprint"]:
         raise DataError(f"{folder}/item_map.tsv does not match dataset.json (fingerprint {fingerprint} != "
@@ -339,8 +369,7 @@ def read_prepared(folder: str | Path, *, min_seq_len: int = 3, modalities: Itera
     umap_path = folder / "user_map.tsv"
     if umap_path.is_file():
         umap = _read_tsv(umap_path, ("user_id", "raw_id"))
-        ids = umap["user_id"].cast(pl.Int64, strict=False)
-        lookup = dict(zip(ids.to_list(), umap["raw_id"].to_list()))
+        lookup = dict(zip(int_column(umap, "user_id"), umap["raw_id"]))
         extras["user_raw_ids"] = [lookup.get(int(u), str(int(u))) for u in seqs.user_ids]
 
     item_text = None
@@ -348,12 +377,12 @@ def read_prepared(folder: str | Path, *, min_seq_len: int = 3, modalities: Itera
     if meta_path.is_file():
         im = _read_tsv(meta_path, META_COLUMNS)
         _read_id_column(meta_path, im, num_items)
-        if im["raw_id"].to_list() != raw_ids:
+        if im["raw_id"] != raw_ids:
             raise DataError(f"{meta_path}: raw ids differ from item_map.tsv; prepare the folder again")
-        item_text = im["text"].to_list()
-        attr_lists = [[a.strip() for a in s.split("|") if a.strip()] for s in im["attributes"].to_list()]
+        item_text = im["text"]
+        attr_lists = [[a.strip() for a in s.split("|") if a.strip()] for s in im["attributes"]]
         extras["item_attributes"] = ItemAttributes.from_lists(attr_lists, named=meta.get("attributes_named") is not False)
-        urls = im["image_url"].to_list()
+        urls = im["image_url"]
         if any(urls):
             extras["item_image_url"] = urls
     extras["prepared"] = {k: meta[k] for k in ("num_users", "num_items", "num_interactions", "format_version")}
