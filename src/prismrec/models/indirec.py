@@ -21,7 +21,10 @@ eval mode, batched) and K-means (K = ``num_intents``, k-means++ init; ``kmeans.p
 representations; each prefix gets an intent.
 
 **Intent-guided conditional diffusion** (``diffusion.py``). For each training prefix, x_0 is the
-embedding of its target item (stop-gradient: the diffusion models the item space, it does not move it);
+embedding of its target item (stop-gradient: the diffusion models the item space, it does not move it),
+L2-normalised and scaled to norm sqrt(D): the fixed β schedule assumes data of unit scale per
+dimension, while item embeddings start at std 0.02 (noise would swamp them at every step); the
+InfoNCE compares directions only, so the scale of the generated view does not matter;
 the guidance s is the epoch-start representation of *another* prefix of the same intent, drawn anew at
 every step for every prefix (its own intent, never the batch's first). L_diff is the x̂0-prediction MSE
 (with s -> learned null w.p. ``null_guidance_prob``).
@@ -177,6 +180,7 @@ class InDiRec(SASRec):
         h = hidden[mask]  # (P, D) representation of each prefix
         targets = batch.targets[mask]  # (P,)
         x0 = self.item_input.output_embeddings()[targets].detach()  # (P, D) target-item representations
+        x0 = F.normalize(x0, dim=-1) * x0.shape[-1] ** 0.5  # unit RMS per dimension: the scale DDPM assumes
         guidance = self.intent_guidance(batch, mask)  # (P, D)
         diff = self.diffusion.loss(x0, guidance)
 
