@@ -56,7 +56,9 @@ def item_input_overrides(arm: str) -> list[str]:
 def make(backbone: str, arm: str, seed: int = 0) -> SequentialRecommender:
     cfg = build_config(overrides=[f"model.backbone={backbone}", *TINY_MODEL, *item_input_overrides(arm)])
     torch.manual_seed(seed)
-    return build_model(cfg.model, N_ITEMS, L, cfg.train.loss, features()).eval()
+    model = build_model(cfg.model, N_ITEMS, L, cfg.train.loss, features()).eval()
+    assert (type(model.item_input).__name__ == "IDEmbedding") == (arm == "id")
+    return model
 
 
 @pytest.fixture(params=[(b, a) for b in registered_backbones() for a in ARMS], ids=lambda p: f"{p[0]}-{p[1]}")
@@ -176,6 +178,20 @@ def test_full_ranking_excludes_history(model):
     assert torch.equal(res.ranks, expected)
     assert (res.ranks <= raw.ranks).all() and (res.ranks < raw.ranks).any()
     assert set(res.metrics) >= {"HR@10", "NDCG@10"}
+
+
+@pytest.mark.parametrize("backbone", registered_backbones())
+def test_prism_plugs_in_through_the_seam(backbone):
+    """Same backbone class either way; the fused multimodal input reaches the encoder, so the
+    recommendation loss alone trains the multimodal parameters."""
+    plain, model = make(backbone, "id"), make(backbone, "prism")
+    assert type(plain) is type(model)
+    batch = train_batch(tiny_data())
+    model.train()
+    model.recommendation_loss(model(batch.item_seq), batch).backward()
+    multimodal = [(n, p) for n, p in model.named_parameters() if n.startswith("item_input.") and
+                  not n.startswith("item_input.id_input.") and p.requires_grad]
+    assert multimodal and any(p.grad is not None and p.grad.abs().sum() > 0 for _, p in multimodal)
 
 
 @pytest.mark.parametrize("backbone", registered_backbones())
