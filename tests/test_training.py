@@ -76,3 +76,9 @@ def test_checkpoint_loading_never_unpickles(tiny_cfg, tmp_path):
     train(tiny_cfg, tmp_path / "run", progress=False)
     raw = (tmp_path / "run" / "model.safetensors").read_bytes()
     assert raw[8:9] == b"{"  # safetensors: 8-byte header length, then a JSON header
+
+
+def test_time_limit_stops_and_finishes_normally(tmp_path):
+    cfg = build_config(overrides=TINY + ["train.epochs=50", "train.patience=100", "train.time_limit_minutes=0.0001"])
+    s = train(cfg, tmp_path / "t", progress=False).summary
+    assert s["stop_reason"] == "time_limit" and s["epochs_run"] == 1 and "NDCG@10" in s["test"]

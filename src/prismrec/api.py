@@ -120,6 +120,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         "best_epoch": fit.best_epoch,
         "epochs_run": fit.epochs_run,
         "stopped_early": fit.stopped_early,
+        "stop_reason": fit.stop_reason,
         "seconds_per_epoch": round(fit.seconds_per_epoch, 4),
         "train_seconds": round(fit.train_seconds, 2),
         "eval_seconds": round(test.seconds, 4),

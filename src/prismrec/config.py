@@ -95,6 +95,10 @@ class ModelConfig:
     """Dropout on embeddings, attention probabilities and feed-forward outputs."""
     ffn_mult: int = 1
     """Feed-forward width as a multiple of ``hidden_dim`` (SASRec uses 1)."""
+    input_scale: Literal["none", "sqrt_dim"] = "none"
+    """Multiply the item input by sqrt(hidden_dim) before adding positions, as SASRec's original code
+    does. With sparse-update losses (BCE, one negative) item embeddings stay small and positions would
+    otherwise dominate the input."""
     prism: PRISMConfig = field(default_factory=PRISMConfig)
     """The multimodal item input (PRISM or a naive-fusion baseline); off by default."""
     stosa: STOSAConfig = field(default_factory=STOSAConfig)
@@ -135,6 +139,9 @@ class TrainConfig:
     """Stop after this many evaluations without improvement of ``metric`` on validation."""
     metric: str = "NDCG@10"
     """Validation metric for early stopping and best-checkpoint selection."""
+    time_limit_minutes: float = 0.0
+    """Stop after the epoch during which this much training+evaluation time has passed, then restore
+    the best state and finish normally (0 = no limit). The summary says why training stopped."""
     eval_every: int = 1
     """Evaluate on validation every this many epochs."""
     grad_clip: float = 0.0

@@ -24,11 +24,12 @@ class SASRec(SequentialRecommender):
         self.position = nn.Embedding(max_seq_len, cfg.hidden_dim)
         nn.init.normal_(self.position.weight, std=0.02)
         self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.input_scale = cfg.hidden_dim ** 0.5 if cfg.input_scale == "sqrt_dim" else 1.0
         self.encoder = TransformerEncoder(cfg.hidden_dim, cfg.num_layers, cfg.num_heads, cfg.dropout, cfg.ffn_mult)
 
     def encode_inputs(self, inputs: torch.Tensor, item_seq: torch.Tensor) -> torch.Tensor:
         padding_mask = item_seq != PAD_ID  # (B, L)
-        x = inputs + self.position(relative_positions(padding_mask))  # (B, L, D)
+        x = inputs * self.input_scale + self.position(relative_positions(padding_mask))  # (B, L, D)
         x = self.emb_dropout(x) * padding_mask.unsqueeze(-1)  # padding stays zero
         return self.encoder(x, padding_mask)  # (B, L, D)
 

@@ -65,6 +65,12 @@ class PRISMConfig:
     """Softmax temperature of the fusion weights."""
     combine: Literal["add", "concat"] = "add"
     """How the fused multimodal embedding joins the ID embedding: sum, or Linear([id, mm])."""
+    content_norm: bool = True
+    """LayerNorm the fused multimodal embedding and multiply it by a learned scalar initialised at
+    ``content_scale``, so content enters at the scale of the ID embeddings (std 0.02) instead of
+    swamping them (projected standardised features have std ~0.6); applies to every method."""
+    content_scale: float = 0.05
+    """Initial value of that learned scalar."""
     output_content: bool = False
     """Also add item content to the prediction layer's item table: ID embedding + the fuser's
     user-independent item embedding (PRISM: the mean of its experts; per-user fusion weights cannot

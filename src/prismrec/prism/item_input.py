@@ -32,33 +32,47 @@ class ConcatCombine(nn.Module):
         return self.proj(torch.cat([id_emb.expand_as(mm), mm], dim=-1))
 
 
+class ContentNorm(nn.Module):
+    """LayerNorm without affine, times one learned scalar: puts content on the ID embeddings' scale."""
+
+    def __init__(self, hidden_dim: int, init_scale: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_dim, elementwise_affine=False)
+        self.scale = nn.Parameter(torch.tensor(float(init_scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.norm(x)
+
+
 class MultimodalItemInput(ItemInput):
     def __init__(self, id_input: ItemInput, modalities: ModalityEncoder, fuser: Fuser, combine: nn.Module,
-                 output_content: bool = False) -> None:
+                 output_content: bool = False, content_norm: nn.Module | None = None) -> None:
         super().__init__()
         self.id_input, self.modalities, self.fuser, self.combine = id_input, modalities, fuser, combine
+        self.content_norm = content_norm if content_norm is not None else nn.Identity()
         self.num_items, self.hidden_dim = id_input.num_items, id_input.hidden_dim
         self.output_content = output_content
 
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         id_emb = self.id_input(item_seq)  # (B, L, D)
         mm = self.fuser(self.modalities(item_seq), id_emb, item_seq != PAD_ID)  # (B, L, D)
-        return self.combine(id_emb, mm)  # (B, L, D)
+        return self.combine(id_emb, self.content_norm(mm))  # (B, L, D)
 
     def output_embeddings(self) -> torch.Tensor:
         table = self.id_input.output_embeddings()  # (N + 1, D)
         if not self.output_content:
             return table
         items = torch.arange(self.num_items + 1, device=table.device)
-        content = self.fuser.item_content(self.modalities(items))  # (N + 1, D)
+        content = self.content_norm(self.fuser.item_content(self.modalities(items)))  # (N + 1, D)
         return table + content * (items != PAD_ID).unsqueeze(-1)  # padding row stays zero
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
         return self.fuser.interaction_losses(self.modalities(ctx.item_seq), ctx, self.id_input(ctx.item_seq),
-                                             self.combine)
+                                             lambda id_emb, mm: self.combine(id_emb, self.content_norm(mm)))
 
     def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
-        return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content)
+        return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content,
+                                   self.content_norm)
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -86,4 +100,5 @@ def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
     modalities = ModalityEncoder(features, hidden_dim, cfg.feature_norm)
     fuser = build_fuser(cfg, modalities.names, hidden_dim)
     combine = AddCombine() if cfg.combine == "add" else ConcatCombine(hidden_dim)
-    return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content)
+    norm = ContentNorm(hidden_dim, cfg.content_scale) if cfg.content_norm else None
+    return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content, norm)

@@ -50,6 +50,7 @@ class FitResult:
     train_seconds: float
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping" | "time_limit"
 
 
 class Trainer:
@@ -137,7 +138,7 @@ class Trainer:
     def fit(self) -> FitResult:
         best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
         bad_evals, epoch_times, history = 0, [], []
-        stopped_early = False
+        stopped_early, stop_reason = False, "max_epochs"
         epoch = 0
         t_start = time.perf_counter()
         for epoch in range(1, self.cfg.epochs + 1):
@@ -167,11 +168,14 @@ class Trainer:
             if self.metrics_path:
                 append_jsonl(record, self.metrics_path)
             if bad_evals >= self.cfg.patience:
-                stopped_early = True
+                stopped_early, stop_reason = True, "early_stopping"
+                break
+            if self.cfg.time_limit_minutes > 0 and time.perf_counter() - t_start > 60 * self.cfg.time_limit_minutes:
+                stop_reason = "time_limit"
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
         return FitResult(best_epoch=best_epoch, epochs_run=epoch, best_valid=best_valid,
                          seconds_per_epoch=sum(epoch_times) / max(len(epoch_times), 1),
                          train_seconds=time.perf_counter() - t_start, history=history,
-                         stopped_early=stopped_early)
+                         stopped_early=stopped_early, stop_reason=stop_reason)
