@@ -24,7 +24,8 @@ class SASRec(SequentialRecommender):
         self.position = nn.Embedding(max_seq_len, cfg.hidden_dim)
         nn.init.normal_(self.position.weight, std=0.02)
         self.emb_dropout = nn.Dropout(cfg.dropout)
-        self.input_scale = cfg.hidden_dim ** 0.5 if cfg.input_scale == "sqrt_dim" else 1.0
+        scale = cfg.input_scale if cfg.input_scale != "auto" else ("sqrt_dim" if loss == "bce" else "none")
+        self.input_scale = cfg.hidden_dim ** 0.5 if scale == "sqrt_dim" else 1.0
         self.encoder = TransformerEncoder(cfg.hidden_dim, cfg.num_layers, cfg.num_heads, cfg.dropout, cfg.ffn_mult)
 
     def encode_inputs(self, inputs: torch.Tensor, item_seq: torch.Tensor) -> torch.Tensor:
