@@ -115,7 +115,7 @@ def load_dataset(path: str | Path | None, *, min_seq_len: int = 3, modalities: t
         from .synthetic import make_synthetic_dataset
 
         return make_synthetic_dataset(synthetic if synthetic is not None else SyntheticConfig())
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"data path {path} does not exist")
     if path.is_file():
