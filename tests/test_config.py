@@ -59,3 +59,11 @@ def test_yaml_is_never_executed(tmp_path):
 def test_parse_set_rejects_malformed():
     with pytest.raises(ConfigError):
         parse_set(["train.lr"])
+
+
+def test_every_recipe_is_a_valid_config():
+    from conftest import REPO
+    recipes = sorted((REPO / "recipes").glob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        build_config(path)  # raises ConfigError on an unknown key or bad value
