@@ -85,8 +85,8 @@ def run(job: dict, device: str, threads: int) -> dict:
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        print(f"FAILED {job['id']}: {proc.stderr[-1500:]}", file=sys.stderr, flush=True)
-        return {"failed": True, "stderr": proc.stderr[-2000:]}
+        print(f"FAILED {job['id']} (exit code {proc.returncode}): {proc.stderr[-1500:]}", file=sys.stderr, flush=True)
+        return {"failed": True, "returncode": proc.returncode, "stderr": proc.stderr[-2000:]}
     print(f"done {job['id']} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     return json.loads((out / "summary.json").read_text())
 
@@ -141,7 +141,8 @@ def main() -> None:
 
     runs, table = [], {}
     for job, s in zip(jobs, summaries):
-        runs.append({**job, "failed": bool(s.get("failed")), **({"stderr": s["stderr"]} if s.get("failed") else {}),
+        failure = {k: s.get(k) for k in ("returncode", "stderr")} if s.get("failed") else {}
+        runs.append({**job, "failed": bool(s.get("failed")), **failure,
                      **({k: s[k] for k in ("test", "valid", "seconds_per_epoch", "peak_memory_mb", "epochs_run",
                                            "best_epoch", "stopped_early", "eval_seconds", "num_parameters",
                                            "device")} if not s.get("failed") else {})})
