@@ -1,14 +1,12 @@
 """Benchmark folders, the prepared format, feature refusal, and the `data` CLI commands."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
-from prismrec.cli import data as data_cli
-from prismrec.cli import features as features_cli
+from prismrec.cli import main
 from prismrec.data import DataError, load_dataset
 from prismrec.data.attributes import ItemAttributes
 from prismrec.data.dataset import item_map_fingerprint
@@ -17,17 +15,8 @@ from prismrec.data.prepared import available_features, read_prepared, write_feat
 
 
 def run_cli(argv, capsys=None):
-    """Our command groups behind a bare parser; DataError -> exit 2 as the main CLI does."""
-    parser = argparse.ArgumentParser(prog="prismrec")
-    sub = parser.add_subparsers(dest="command", required=True)
-    data_cli.register(sub)
-    features_cli.register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except DataError as exc:
-        print(f"error: {exc}")
-        return 2
+    """The real ``prismrec`` entry point (errors go to stderr with exit code 2)."""
+    return main(argv)
 
 
 @pytest.fixture
@@ -175,7 +164,7 @@ def test_cli_prepare_stats_export(bench, tmp_path, capsys):
     assert run_cli(["data", "prepare", "--from-folder", str(bench), "--out", str(out)]) == 0
     assert "3 users, 4 items, 10 interactions" in capsys.readouterr().out
     assert run_cli(["data", "prepare", "--from-folder", str(bench), "--out", str(out)]) == 2
-    assert "error:" in capsys.readouterr().out
+    assert "error:" in capsys.readouterr().err
     assert run_cli(["data", "prepare", "folder", "--from-folder", str(bench), "--out", str(out), "--overwrite"]) == 0
     capsys.readouterr()
     assert run_cli(["data", "stats", "--data", str(out), "--json"]) == 0
@@ -193,28 +182,10 @@ def test_cli_prepare_stats_export(bench, tmp_path, capsys):
     inter.write_text(inter.read_text() + "broken line\n")
     assert run_cli(["data", "prepare", "recbole", "--inter", str(inter), "--k-core", "0",
                     "--out", str(tmp_path / "p3")]) == 2
-    assert "tiny_bench.inter:12: expected 3 tab-separated fields" in capsys.readouterr().out
+    assert "tiny_bench.inter:12: expected 3 tab-separated fields" in capsys.readouterr().err
     assert run_cli(["data", "prepare", "recbole", "--inter", str(inter), "--k-core", "0", "--on-error", "skip",
                     "--out", str(tmp_path / "p3"), "--no-progress"]) == 0
     assert "skipped 1 malformed line" in capsys.readouterr().err
-
-
-def test_cli_every_option_has_help():
-    parser = argparse.ArgumentParser(prog="prismrec")
-    sub = parser.add_subparsers(dest="command")
-    data_cli.register(sub)
-    features_cli.register(sub)
-
-    def walk(p):
-        for action in p._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for child in action.choices.values():
-                    yield from walk(child)
-            elif not isinstance(action, argparse._HelpAction):
-                yield p.prog, action
-
-    missing = [f"{prog} {a.option_strings or a.dest}" for prog, a in walk(parser) if not a.help and a.dest != "command"]
-    assert missing == []
 
 
 def test_prepared_beauty_matches_readme(shared_data, tmp_path):

@@ -7,6 +7,7 @@ import string
 import numpy as np
 import pytest
 
+from prismrec.cli import main
 from prismrec.data import DataError, Sequences, load_dataset
 from prismrec.data.attributes import ItemAttributes
 from prismrec.data.dataset import RecDataset
@@ -15,24 +16,10 @@ from prismrec.features.attributes import build_attribute_features
 from prismrec.features.text import TextEncoder, build_text_features, load_text_encoder
 
 
+def run_cli(argv, capsys=None):
+    """The real ``prismrec`` entry point (errors go to stderr with exit code 2)."""
+    return main(argv)
 
-def run_cli(argv):
-    """Our command groups behind a bare parser; DataError -> exit 2 as the main CLI does."""
-    import argparse
-
-    from prismrec.cli import data as data_cli
-    from prismrec.cli import features as features_cli
-
-    parser = argparse.ArgumentParser(prog="prismrec")
-    sub = parser.add_subparsers(dest="command", required=True)
-    data_cli.register(sub)
-    features_cli.register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except DataError as exc:
-        print(f"error: {exc}")
-        return 2
 
 TEXTS = ["red nail polish", "", "hair shampoo for men", "red nail polish"]
 ATTRS = [["OPI", "Nails"], ["Nails"], [], ["OPI", "Nails"]]
@@ -254,4 +241,4 @@ def test_features_cli(tiny_clip, minilm, tmp_path, capsys):
     mods = json.loads(capsys.readouterr().out)["modalities"]
     assert mods["attributes"]["present"] == 3 and mods["clip_text"]["dim"] == 8
     assert run_cli(["features", "text", "--data", str(tmp_path / "nope")]) == 2
-    assert "not a prepared dataset folder" in capsys.readouterr().out
+    assert "not a prepared dataset folder" in capsys.readouterr().err
