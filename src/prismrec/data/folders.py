@@ -10,13 +10,12 @@ folders are read-only and carry no feature matrices: prepare them first
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from .attributes import ItemAttributes
 from .dataset import RecDataset
-from .prepared import int_column, is_prepared, read_prepared, read_tsv_strings
+from .prepared import int_column, is_prepared, read_json, read_prepared, read_tsv_strings
 from .sequences import DataError, read_sequence_file
 
 log = logging.getLogger(__name__)
@@ -45,15 +44,6 @@ def load_folder(folder: Path, *, min_seq_len: int = 3, modalities: tuple[str, ..
     return load_benchmark_folder(folder, min_seq_len=min_seq_len)
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-
-
 def _id_list(mapping: dict, n: int, path: Path, what: str) -> list[str]:
     try:
         return [str(mapping[str(i)]) for i in range(1, n + 1)]
@@ -69,7 +59,7 @@ def load_benchmark_folder(folder: Path, *, min_seq_len: int = 3) -> RecDataset:
     maps = None
     datamaps = folder / "datamaps.json"
     if datamaps.is_file():
-        maps = _read_json(datamaps)
+        maps = read_json(datamaps)
         id2item = maps.get("id2item", {})
         num_items = len(id2item)
         raw_ids = _id_list(id2item, num_items, datamaps, "item")
@@ -132,7 +122,7 @@ def _benchmark_item_attributes(folder: Path, maps: dict | None, num_items: int) 
     if not cands:
         return None
     path = cands[0]
-    item2attr = _read_json(path)
+    item2attr = read_json(path)
     per_item_ids: list[list[int]] = []
     for i in range(1, num_items + 1):
         ids = item2attr.get(str(i), [])
@@ -144,7 +134,7 @@ def _benchmark_item_attributes(folder: Path, maps: dict | None, num_items: int) 
     names: dict[int, str] | None = None
     id2name = folder / "derived" / "attribute_id2name.json"
     if id2name.is_file():
-        names = {int(k): str(v) for k, v in _read_json(id2name).items()}
+        names = {int(k): str(v) for k, v in read_json(id2name).items()}
     else:
         df = _read_item_meta_tsv(folder, num_items)
         col = None if df is None else next((c for c in df.columns[2:] if ("attribute" in c or "categor" in c)

@@ -205,15 +205,19 @@ def write_feature(folder: str | Path, modality: str, values: np.ndarray, present
 # ----------------------------------------------------------------------------- reading
 
 
-def read_dataset_json(folder: str | Path) -> dict:
-    folder = Path(folder)
-    path = folder / DATASET_JSON
+def read_json(path: Path):
+    """Parse a JSON file; an unreadable or malformed file is a DataError naming it."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_dataset_json(folder: str | Path) -> dict:
+    path = Path(folder) / DATASET_JSON
+    meta = read_json(path)
     need = ("format_version", "num_users", "num_items", "num_interactions", "item_map_fingerprint")
     lacking = [k for k in need if k not in meta]
     if lacking:
@@ -291,13 +295,7 @@ def available_features(folder: str | Path) -> list[str]:
 
 
 def read_feature_info(folder: str | Path, modality: str) -> dict:
-    js = Path(folder) / FEATURES_DIR / f"{modality}.json"
-    try:
-        return json.loads(js.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"cannot read {js}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{js}: not valid JSON ({exc})") from None
+    return read_json(Path(folder) / FEATURES_DIR / f"{modality}.json")
 
 
 def read_feature(folder: str | Path, modality: str, *, num_items: int, fingerprint: str) -> FeatureMatrix:

@@ -51,20 +51,27 @@ def import_amazon2014(reviews: str | Path | list, meta: str | Path | None = None
                       config: PipelineConfig = PipelineConfig(), on_error: str = "error",
                       name: str | None = None, progress: bool = True) -> RecDataset:
     """Import one Amazon 2014 category: reviews (+ metadata) -> :class:`RecDataset`."""
+    return import_amazon("2014", parse_python_literal, extract_meta_2014, reviews, meta, config=config,
+                         on_error=on_error, name=name, progress=progress)
+
+
+def import_amazon(version: str, parse_meta, extract_meta, reviews: str | Path | list, meta: str | Path | None,
+                  *, config: PipelineConfig, on_error: str, name: str | None, progress: bool) -> RecDataset:
+    """Shared Amazon pipeline; the versions differ only in how a metadata line is parsed and read."""
     paths = [Path(p) for p in (reviews if isinstance(reviews, (list, tuple)) else [reviews])]
     policy = ErrorPolicy(on_error)
-    report: dict = {"format": "amazon2014", "reviews": [str(p) for p in paths]}
+    report: dict = {"format": f"amazon{version}", "reviews": [str(p) for p in paths]}
     inter = read_amazon_reviews(paths, policy, report, progress)
     meta_df = None
     if meta is not None:
         kept = _kept_items(inter, config)
-        meta_df = read_filtered_records(meta, kept, key_pattern=ASIN_PATTERN, parse=parse_python_literal,
-                                        key="asin", policy=policy, extract=extract_meta_2014, progress=progress)
+        meta_df = read_filtered_records(meta, kept, key_pattern=ASIN_PATTERN, parse=parse_meta,
+                                        key="asin", policy=policy, extract=extract_meta, progress=progress)
         report["meta"] = str(meta)
     report.update(policy.report())
-    name = name or _default_name(paths[0])
-    return build_dataset(inter, name=name, source=f"Amazon 2014: {', '.join(map(str, paths))}",
-                         config=config, meta=meta_df, report=report)
+    return build_dataset(inter, name=name or _default_name(paths[0]),
+                         source=f"Amazon {version}: {', '.join(map(str, paths))}", config=config, meta=meta_df,
+                         report=report)
 
 
 def _kept_items(inter, config: PipelineConfig):

@@ -14,10 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..dataset import RecDataset
-from .amazon2014 import ASIN_PATTERN, _default_name, _kept_items, _unique, read_amazon_reviews
-from .jsonl import parse_json, read_filtered_records
-from .lines import ErrorPolicy
-from .pipeline import PipelineConfig, build_dataset, clean_text
+from .amazon2014 import _unique, import_amazon
+from .jsonl import parse_json
+from .pipeline import PipelineConfig, clean_text
 
 
 def _first(value) -> str:
@@ -40,17 +39,5 @@ def import_amazon2018(reviews: str | Path | list, meta: str | Path | None = None
                       config: PipelineConfig = PipelineConfig(), on_error: str = "error",
                       name: str | None = None, progress: bool = True) -> RecDataset:
     """Import one Amazon 2018 category: reviews (+ metadata) -> :class:`RecDataset`."""
-    paths = [Path(p) for p in (reviews if isinstance(reviews, (list, tuple)) else [reviews])]
-    policy = ErrorPolicy(on_error)
-    report: dict = {"format": "amazon2018", "reviews": [str(p) for p in paths]}
-    inter = read_amazon_reviews(paths, policy, report, progress)
-    meta_df = None
-    if meta is not None:
-        kept = _kept_items(inter, config)
-        meta_df = read_filtered_records(meta, kept, key_pattern=ASIN_PATTERN, parse=parse_json,
-                                        key="asin", policy=policy, extract=extract_meta_2018, progress=progress)
-        report["meta"] = str(meta)
-    report.update(policy.report())
-    return build_dataset(inter, name=name or _default_name(paths[0]),
-                         source=f"Amazon 2018: {', '.join(map(str, paths))}", config=config, meta=meta_df,
-                         report=report)
+    return import_amazon("2018", parse_json, extract_meta_2018, reviews, meta, config=config,
+                         on_error=on_error, name=name, progress=progress)
