@@ -7,7 +7,11 @@
 2. Per planted user type (unique_image, unique_text, redundant, synergy): test NDCG@10 of every arm.
 3. Fusion weights of the PRISM runs at each user's last test position: mean weight per expert per
    planted type, and how well the weights predict the type (5-fold nearest-centroid accuracy;
-   chance = 0.25).
+   chance = 0.25); for runs with model.prism.output_fusion=user, the prediction-layer weights too.
+4. Linear probes (prismrec.introspect.expert_probes): 5-fold accuracy of a ridge classifier from
+   each expert's item embeddings (and, for reference, the projected input features and the ID
+   embeddings) to each planted item property (8 categories; chance 0.125). A synergy expert
+   that learned the planted synergy reads (a + b) mod K where the inputs cannot.
 Writes benchmarks/results/planted_world.json and prints Markdown tables.
 """
 from __future__ import annotations
@@ -63,6 +67,7 @@ def main() -> None:
     subprocess.run(suite_cmd, check=True)
 
     from prismrec.api import load_run
+    from prismrec.introspect import expert_probes, output_fusion_weights
 
     runs = sorted(p for p in Path(args.out).iterdir() if (p / "summary.json").is_file())
     first = load_run(runs[0], device="cpu")
@@ -71,6 +76,7 @@ def main() -> None:
     names = list(extras["user_types"])
     per_type: dict[str, dict[str, list[float]]] = {}
     weights_report = {}
+    probes_report: dict[str, list[dict]] = {}
     for run_dir in runs:
         arm = run_dir.name.split("-")[2]
         r = np.load(run_dir / "ranks.npz", allow_pickle=False)["test"]
@@ -86,17 +92,23 @@ def main() -> None:
         with torch.no_grad():
             w = torch.cat([mm.fusion_weights(run.data.test.inputs[i:i + 1024])[:, -1]
                            for i in range(0, run.data.num_users, 1024)]).numpy()  # (U, E) at the last position
-        if w is None or np.allclose(w, w[:1]):
-            continue  # uniform fusion carries no per-user information
-        experts = mm.expert_names
-        weights_report.setdefault(arm, []).append({
-            "run": run_dir.name,
-            "experts": experts,
-            "mean_weight_by_type": {n: dict(zip(experts, w[types == t].mean(0).round(4).tolist()))
-                                    for t, n in enumerate(names)},
-            "weight_std_across_users": dict(zip(experts, w.std(0).round(4).tolist())),
-            "type_from_weights_cv_accuracy": centroid_cv_accuracy(w, types),
-        })
+        props = {k: np.asarray(v) for k, v in extras["item_properties"].items()}
+        probes_report.setdefault(arm, []).append({"run": run_dir.name, "probes": expert_probes(run, props)})
+        sets = [(arm, w)]  # input-side fusion weights; prediction-layer weights too with output_fusion=user
+        if getattr(mm, "query_fusion", None) is not None:
+            sets.append((f"{arm} (prediction layer)", output_fusion_weights(run).last))
+        for key, w in sets:
+            if np.allclose(w, w[:1]):
+                continue  # uniform fusion carries no per-user information
+            experts = mm.expert_names
+            weights_report.setdefault(key, []).append({
+                "run": run_dir.name,
+                "experts": experts,
+                "mean_weight_by_type": {n: dict(zip(experts, w[types == t].mean(0).round(4).tolist()))
+                                        for t, n in enumerate(names)},
+                "weight_std_across_users": dict(zip(experts, w.std(0).round(4).tolist())),
+                "type_from_weights_cv_accuracy": centroid_cv_accuracy(w, types),
+            })
     table = {arm: {n: {"mean": float(np.mean(v)), "std": float(np.std(v))} for n, v in d.items()}
              for arm, d in per_type.items()}
     lines = ["| arm | " + " | ".join(names + ["all"]) + " |", "|---" * (len(names) + 2) + "|"]
@@ -113,9 +125,18 @@ def main() -> None:
         for n in names:
             m = np.mean([[r["mean_weight_by_type"][n][e] for e in rep["experts"]] for r in reps], axis=0)
             lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in m) + " |")
+    prop_names = list(extras["item_properties"])
+    for arm, reps in probes_report.items():
+        lines.append(f"\n{arm}: linear-probe accuracy, item embedding -> planted property "
+                     f"(5-fold, chance 0.125; mean over {len(reps)} seeds)")
+        lines.append("| embedding | " + " | ".join(prop_names) + " |")
+        lines.append("|---" * (len(prop_names) + 1) + "|")
+        for row in reps[0]["probes"]:
+            vals = [np.mean([r["probes"][row][p] for r in reps]) for p in prop_names]
+            lines.append(f"| {row} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
     print("\n".join(lines))
     path = write_result("planted_world", {"ndcg10_by_planted_type": table, "fusion_weights": weights_report,
-                                          "markdown": "\n".join(lines)},
+                                          "expert_probes": probes_report, "markdown": "\n".join(lines)},
                         Path(args.results_dir) if args.results_dir else None)
     print(f"results: {path}", file=sys.stderr)
 

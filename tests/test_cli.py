@@ -122,3 +122,35 @@ def test_inspect_refuses_plain_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["inspect", "--run", str(run)]) == 2
     assert "no multimodal item input" in capsys.readouterr().err
+
+
+def test_inspect_probe_planted_and_label_file(tmp_path, capsys):
+    run = tmp_path / "p"
+    main(["train", "--quiet", "--output-dir", str(run), *sets(TINY + ["model.prism.enabled=true"])])
+    capsys.readouterr()
+    assert main(["inspect", "--run", str(run), "--probe", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["probes"]) == {"unique_image", "unique_text", "synergy", "redundancy", "input:concat", "id"}
+    assert set(out["probes"]["synergy"]) == {"unique_image", "unique_text", "redundant", "synergy"}
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("".join(f"{i}\t{'odd' if i % 2 else 'even'}\n" for i in range(1, 97)))
+    assert main(["inspect", "--run", str(run), "--probe-labels", str(labels)]) == 0
+    assert "linear-probe accuracy" in capsys.readouterr().out
+    labels.write_text("1\tx\n2 y\n")
+    assert main(["inspect", "--run", str(run), "--probe-labels", str(labels)]) == 2
+    assert "labels.tsv:2: expected 'item_id<TAB>label'" in capsys.readouterr().err
+
+
+def test_inspect_reports_prediction_layer_weights_for_user_output_fusion(tmp_path, capsys):
+    run = tmp_path / "u"
+    main(["train", "--quiet", "--output-dir", str(run),
+          *sets(TINY + ["model.prism.enabled=true", "model.prism.output_content=true",
+                        "model.prism.output_fusion=user"])])
+    capsys.readouterr()
+    assert main(["inspect", "--run", str(run), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("fusion_weights", "output_fusion_weights"):
+        assert [r["expert"] for r in out[key]] == ["unique_image", "unique_text", "synergy", "redundancy"]
+        assert abs(sum(r["mean"] for r in out[key]) - 1.0) < 1e-5
+    assert main(["inspect", "--run", str(run)]) == 0
+    assert "prediction-layer fusion weights" in capsys.readouterr().out

@@ -23,7 +23,7 @@ from prismrec.training.checkpoint import load_weights, save_weights
 from prismrec.training.sampling import sample_negatives
 
 N_ITEMS, L, D = 30, 8, 16
-ARMS = ("id", "prism")
+ARMS = ("id", "prism", "prism-user-output")
 TINY_MODEL = [
     "model.hidden_dim=16", "model.num_layers=1", "model.num_heads=2", "model.dropout=0.0",
     # InDiRec's extras at toy size
@@ -50,7 +50,8 @@ def item_input_overrides(arm: str) -> list[str]:
         return []
     if not has_prism():
         pytest.skip("PRISM not available yet")
-    return ["model.prism.enabled=true", "model.prism.expert_dropout=0.0", "model.prism.fusion_dropout=0.0"]
+    base = ["model.prism.enabled=true", "model.prism.expert_dropout=0.0", "model.prism.fusion_dropout=0.0"]
+    return base if arm == "prism" else base + ["model.prism.output_content=true", "model.prism.output_fusion=user"]
 
 
 def make(backbone: str, arm: str, seed: int = 0) -> SequentialRecommender:
@@ -61,7 +62,9 @@ def make(backbone: str, arm: str, seed: int = 0) -> SequentialRecommender:
     return model
 
 
-@pytest.fixture(params=[(b, a) for b in registered_backbones() for a in ARMS], ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(params=[(b, a) for b in registered_backbones() for a in ARMS
+                        if not (b == "stosa" and a == "prism-user-output")],  # STOSA refuses it (distance scores)
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def model(request) -> SequentialRecommender:
     return make(*request.param)
 

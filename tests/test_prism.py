@@ -111,6 +111,8 @@ def test_pooled_context_never_includes_padding():
     {"loss_on": "prediction"}, {"masking": "zero"}, {"masking": "mean"}, {"combine": "concat"},
     {"fusion_scope": "sequence"}, {"expert_layers": 3, "expert_activation": "relu"},
     {"output_content": True}, {"method": "concat", "output_content": True},
+    {"output_content": True, "output_fusion": "user"},
+    {"output_content": True, "output_fusion": "user", "loss_on": "prediction"},
 ])
 def test_every_variant_builds_and_trains_a_step(prism):
     model = make(prism)
@@ -214,3 +216,36 @@ def test_output_content_changes_the_item_table_but_not_padding():
     table = model.item_input.output_embeddings()
     assert torch.count_nonzero(table[0]) == 0
     assert not torch.allclose(table[1:], model.item_input.id_input.output_embeddings()[1:])
+
+
+def test_user_output_fusion_scores_are_the_per_user_weighted_expert_similarities():
+    model = make({"output_content": True, "output_fusion": "user"}).eval()
+    mm = model.item_input
+    h = torch.randn(3, D)
+    w = mm.output_fusion_weights(h)  # (3, E)
+    assert torch.allclose(w.sum(-1), torch.ones(3))
+    items = torch.arange(N + 1)
+    experts = mm.content_norm(mm.fuser.expert_outputs(mm.modalities(items)))  # (N + 1, E, D)
+    ids = mm.id_input.output_embeddings()
+    expected = h @ ids.T + torch.einsum("be,bd,ned->bn", w, h, experts)
+    scores = model.score(h)
+    assert torch.allclose(scores[:, 1:], expected[:, 1:], atol=1e-5)
+    assert torch.allclose(scores[:, 0], torch.zeros(3))  # padding row of the keys is zero
+    assert torch.allclose(model.real_item_scores(h), scores[:, 1:], atol=1e-5)
+    assert torch.allclose(model.score_items(h, torch.tensor([4, 5, 6])), scores[torch.arange(3), [4, 5, 6]], atol=1e-5)
+    assert mm.output_embeddings().shape == (N + 1, D)  # the shared table keeps the hidden size
+    # a different user representation re-weights the experts: weights depend on h
+    assert not torch.allclose(mm.output_fusion_weights(h), mm.output_fusion_weights(torch.randn(3, D)))
+
+
+def test_user_output_fusion_needs_prism_output_content_and_a_dot_product_backbone():
+    from prismrec.config import ConfigError
+    with pytest.raises(ConfigError, match="output_fusion=user needs"):
+        build_config(overrides=["model.prism.output_fusion=user"])
+    with pytest.raises(ConfigError, match="output_fusion=user needs"):
+        build_config(overrides=["model.prism.output_fusion=user", "model.prism.output_content=true",
+                                "model.prism.method=sum"])
+    cfg = ModelConfig(backbone="stosa", hidden_dim=D, num_layers=1, num_heads=2,
+                      prism=PRISMConfig(enabled=True, output_content=True, output_fusion="user"))
+    with pytest.raises(ConfigError, match="STOSA"):
+        build_model(cfg, N, L, "ce", features())

@@ -58,6 +58,22 @@ def fusion_weights(run: Run, split: str = "test", per_position: bool = False, ba
 
 
 @torch.no_grad()
+def output_fusion_weights(run: Run, split: str = "test", batch_size: int = 1024) -> FusionWeights:
+    """Per-user expert weights of the prediction layer (``model.prism.output_fusion=user``): the
+    weights that rank each user's next item, from the sequence representation at the last position."""
+    mm = _multimodal_input(run)
+    if getattr(mm, "query_fusion", None) is None:
+        raise ValueError("this run has no per-user output fusion (train with model.prism.output_content=true "
+                         "and model.prism.output_fusion=user)")
+    run.model.eval()
+    inputs = run.data.split(split).inputs
+    last = [mm.output_fusion_weights(run.model(inputs[lo:lo + batch_size].to(run.device))[:, -1]).cpu()
+            for lo in range(0, len(inputs), batch_size)]
+    return FusionWeights(experts=mm.expert_names, user_ids=run.dataset.sequences.user_ids,
+                         last=torch.cat(last).numpy())
+
+
+@torch.no_grad()
 def expert_embeddings(run: Run, items: np.ndarray | None = None, batch_size: int = 4096) -> tuple[list[str], np.ndarray]:
     """Per-item expert embeddings (n, E, D) for ``items`` (default: every item 1..N)."""
     mm = _multimodal_input(run)
@@ -70,3 +86,56 @@ def expert_embeddings(run: Run, items: np.ndarray | None = None, batch_size: int
             raise ValueError(f"method {run.config.model.prism.method!r} has no experts (PRISM only)")
         out.append(e.cpu())
     return mm.expert_names, torch.cat(out).numpy()
+
+
+def linear_probe_accuracy(x: np.ndarray, labels: np.ndarray, folds: int = 5, ridge: float = 1.0,
+                          seed: int = 0) -> float:
+    """How linearly decodable ``labels`` are from ``x``: k-fold cross-validated accuracy of a
+    ridge-regression classifier (one-hot targets, closed form, standardised features).
+
+    x: (n, F) e.g. one expert's item embeddings; labels: (n,) integer classes (e.g. a planted
+    item property, or a real item category). Rows with a negative label are ignored. Compare
+    against the majority-class rate: a probe at that level found nothing linear.
+    """
+    x, labels = np.asarray(x, dtype=np.float64), np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(labels):
+        raise ValueError(f"x must be (n, F) and labels (n,); got {x.shape} and {labels.shape}")
+    keep = labels >= 0
+    x, labels = x[keep], labels[keep]
+    if len(labels) < 2 * folds:
+        raise ValueError(f"need at least {2 * folds} labelled rows for {folds}-fold probing, got {len(labels)}")
+    classes, y = np.unique(labels, return_inverse=True)
+    onehot = np.eye(len(classes))[y]  # (n, C)
+    idx = np.random.default_rng(seed).permutation(len(y))
+    correct = 0
+    for f in range(folds):
+        test = idx[f::folds]
+        train = np.setdiff1d(idx, test)
+        mu, sd = x[train].mean(0), x[train].std(0) + 1e-9
+        a = np.hstack([(x[train] - mu) / sd, np.ones((len(train), 1))])  # (n_tr, F + 1) with bias
+        w = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ onehot[train])  # (F + 1, C)
+        b = np.hstack([(x[test] - mu) / sd, np.ones((len(test), 1))])
+        correct += int(((b @ w).argmax(1) == y[test]).sum())
+    return correct / len(y)
+
+
+def expert_probes(run: Run, item_labels: dict[str, np.ndarray], folds: int = 5) -> dict[str, dict[str, float]]:
+    """Linear-probe accuracy of every expert's item embeddings for every item labelling.
+
+    item_labels: name -> (N + 1,) integer label per item id (row 0 = padding, ignored; -1 = unknown).
+    Returns {expert: {label name: accuracy}}, plus two reference rows: ``"input:concat"`` probes
+    the concatenated projected modality features (what a linear model sees without any expert)
+    and ``"id"`` the learned ID embeddings (what collaborative signal alone put there).
+    """
+    names, emb = expert_embeddings(run)  # (N, E, D) for items 1..N
+    out: dict[str, dict[str, float]] = {}
+    for e, name in enumerate(names):
+        out[name] = {lab: linear_probe_accuracy(emb[:, e], np.asarray(v)[1:], folds) for lab, v in item_labels.items()}
+    mm = _multimodal_input(run)
+    with torch.no_grad():
+        items = torch.arange(1, run.dataset.num_items + 1, device=run.device)
+        refs = {"input:concat": mm.modalities(items).flatten(-2).cpu().numpy(),  # (N, M * D)
+                "id": mm.id_input.output_embeddings()[1:].cpu().numpy()}  # (N, D)
+    for ref, x in refs.items():
+        out[ref] = {lab: linear_probe_accuracy(x, np.asarray(v)[1:], folds) for lab, v in item_labels.items()}
+    return out

@@ -18,6 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write user_ids, experts and weights (U, E); with --per-position also (U, L, E)")
     p.add_argument("--per-position", action="store_true", help="export causal weights at every position too")
     p.add_argument("--export-experts", metavar="FILE.npz", help="write per-item expert embeddings (N, E, D)")
+    p.add_argument("--probe", action="store_true",
+                   help="linear-probe every expert's item embeddings (and, for reference, the input features and "
+                        "ID embeddings): 5-fold accuracy of a ridge classifier predicting item labels. Labels: the "
+                        "planted item properties of the embedded synthetic world, or --probe-labels")
+    p.add_argument("--probe-labels", metavar="FILE.tsv",
+                   help="item labels for --probe on real data: one 'item_id<TAB>label' per line (item ids as in "
+                        "the run's dataset; labels are any strings, e.g. a category; unlisted items are ignored)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="device (default cpu)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_inspect)
@@ -26,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from ..api import load_run
     from ..config import ConfigError
-    from ..introspect import expert_embeddings, fusion_weights
+    from ..introspect import expert_embeddings, expert_probes, fusion_weights, output_fusion_weights
 
     run = load_run(args.run, device=args.device)
     try:
@@ -34,6 +41,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     rows = fw.summary()
+    out_rows = None
+    if getattr(run.model.item_input, "query_fusion", None) is not None:
+        out_rows = output_fusion_weights(run, args.split).summary()
     if args.export_weights:
         extra = {"per_position": fw.per_position, "padding_mask": fw.padding_mask} if args.per_position else {}
         np.savez_compressed(args.export_weights, user_ids=fw.user_ids, experts=np.array(fw.experts),
@@ -42,12 +52,53 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         names, emb = expert_embeddings(run)
         np.savez_compressed(args.export_experts, items=np.arange(1, run.dataset.num_items + 1),
                             experts=np.array(names), embeddings=emb)
+    probes = None
+    if args.probe or args.probe_labels:
+        labels = read_item_labels(args.probe_labels, run.dataset.num_items) if args.probe_labels else \
+            run.dataset.extras.get("item_properties")
+        if labels is None:
+            raise ConfigError("--probe needs item labels: this dataset has no planted item properties "
+                              "(only the embedded synthetic world does); pass --probe-labels FILE.tsv")
+        probes = expert_probes(run, labels)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        extra = {k: v for k, v in (("output_fusion_weights", out_rows), ("probes", probes)) if v is not None}
+        print(json.dumps({"fusion_weights": rows, **extra} if extra else rows, indent=2))
     else:
-        print(f"fusion weights at each user's most recent position ({len(fw.user_ids)} users, split {args.split})")
-        print(f"{'expert':<20} {'mean':>7} {'std':>7} {'p25':>7} {'median':>7} {'p75':>7} {'top share':>9}")
-        for r in rows:
-            print(f"{r['expert']:<20} {r['mean']:7.4f} {r['std']:7.4f} {r['p25']:7.4f} {r['median']:7.4f} "
-                  f"{r['p75']:7.4f} {r['top_expert_share']:9.3f}")
+        tables = [("input-side fusion weights (adaptive fusion layer)", rows)]
+        if out_rows is not None:
+            tables.append(("prediction-layer fusion weights (output_fusion=user)", out_rows))
+        for title, table in tables:
+            print(f"{title} at each user's most recent position ({len(fw.user_ids)} users, split {args.split})")
+            print(f"{'expert':<20} {'mean':>7} {'std':>7} {'p25':>7} {'median':>7} {'p75':>7} {'top share':>9}")
+            for r in table:
+                print(f"{r['expert']:<20} {r['mean']:7.4f} {r['std']:7.4f} {r['p25']:7.4f} {r['median']:7.4f} "
+                      f"{r['p75']:7.4f} {r['top_expert_share']:9.3f}")
+        if probes is not None:
+            names = list(next(iter(probes.values())))
+            print("\nlinear-probe accuracy (5-fold ridge classifier), item embedding -> label")
+            print(f"{'embedding':<20} " + " ".join(f"{n[:14]:>14}" for n in names))
+            for emb, accs in probes.items():
+                print(f"{emb:<20} " + " ".join(f"{accs[n]:14.3f}" for n in names))
     return 0
+
+
+def read_item_labels(path: str, num_items: int) -> dict[str, np.ndarray]:
+    """``item_id<TAB>label`` lines -> {"label": (N + 1,) class index per item, -1 where unlabelled}."""
+    from ..data.sequences import DataError
+
+    labels = np.full(num_items + 1, -1, dtype=np.int64)
+    classes: dict[str, int] = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 2 or not parts[0].strip().isdigit():
+                raise DataError(f"{path}:{lineno}: expected 'item_id<TAB>label', got {line.strip()[:80]!r}")
+            item = int(parts[0])
+            if not 1 <= item <= num_items:
+                raise DataError(f"{path}:{lineno}: item id {item} is outside 1..{num_items}")
+            labels[item] = classes.setdefault(parts[1].strip(), len(classes))
+    if len(classes) < 2:
+        raise DataError(f"{path}: need at least 2 distinct labels to probe, found {len(classes)}")
+    return {"label": labels}

@@ -65,22 +65,22 @@ class SequentialRecommender(nn.Module):
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of all items (higher = better). (..., D) -> (..., N + 1)"""
-        return hidden @ self.item_input.output_embeddings().T
+        return self.item_input.output_query(hidden) @ self.item_input.output_keys().T
 
     def real_item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of real items only, column ``i`` = item ``i + 1``. (..., D) -> (..., N)
 
         Used by the CE loss: avoids materialising and then slicing off the padding column.
         """
-        return hidden @ self.item_input.output_embeddings()[1:].T
+        return self.item_input.output_query(hidden) @ self.item_input.output_keys()[1:].T
 
     def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of a candidate set shared by all rows. hidden (..., H), items (C,) -> (..., C)"""
-        return hidden @ self.item_input.output_embeddings()[items].T
+        return self.item_input.output_query(hidden) @ self.item_input.output_keys()[items].T
 
     def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items only. hidden (..., D), items (...) -> (...)"""
-        return (hidden * self.item_input.output_embeddings()[items]).sum(-1)
+        return (self.item_input.output_query(hidden) * self.item_input.output_keys()[items]).sum(-1)
 
     def full_sort_scores(self, item_seq: torch.Tensor) -> torch.Tensor:
         """Scores of every item for the next position after each sequence. (B, L) -> (B, N + 1)"""
@@ -92,8 +92,9 @@ class SequentialRecommender(nn.Module):
         targets = batch.targets[mask]  # (P,)
         if self.loss_name == "ce":
             return F.cross_entropy(self.real_item_scores(h), targets - 1)  # padding is never a class
-        pos = self.score_items(h, targets)  # (P,)
-        neg = self.score_items(h, batch.negatives[mask])  # (P,)
+        q, keys = self.item_input.output_query(h), self.item_input.output_keys()  # item table built once
+        pos = (q * keys[targets]).sum(-1)  # (P,)
+        neg = (q * keys[batch.negatives[mask]]).sum(-1)  # (P,)
         return F.binary_cross_entropy_with_logits(torch.cat([pos, neg]),
                                                   torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]),
                                                   reduction="sum") / pos.numel()

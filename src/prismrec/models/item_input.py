@@ -32,12 +32,26 @@ class ItemInput(nn.Module):
 
     hidden_dim: int
     num_items: int
+    #: True when ``output_query``/``output_keys`` are wider than ``output_embeddings`` (a backbone
+    #: that scores with its own geometry, e.g. STOSA's distances, cannot use such an input)
+    widens_output: bool = False
 
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
         raise NotImplementedError
 
     def output_embeddings(self) -> torch.Tensor:  # (N + 1, D)
+        """The user-independent item table shared with the input (scoring, and e.g. InDiRec's
+        diffusion targets)."""
         raise NotImplementedError
+
+    # Dot-product scoring is ``output_query(h) @ output_keys().T``. By default the query is the
+    # hidden state and the keys are the item table; an input may widen both (K > D) to score
+    # with user-dependent item representations (PRISM's ``output_fusion=user``).
+    def output_query(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., K)
+        return hidden
+
+    def output_keys(self) -> torch.Tensor:  # (N + 1, K)
+        return self.output_embeddings()
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
         """Extra training losses (e.g. PRISM's interaction losses). Plain inputs have none."""

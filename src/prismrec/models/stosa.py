@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone_config import STOSAConfig
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from ..data.sequences import PAD_ID
 from .base import LossOutput, SequentialRecommender, TrainBatch
 from .item_input import AuxContext, IDEmbedding, ItemInput
@@ -51,6 +51,9 @@ class STOSA(SequentialRecommender):
     def __init__(self, cfg: ModelConfig, item_input: ItemInput, num_items: int, max_seq_len: int,
                  stosa: STOSAConfig | None = None) -> None:
         stosa = stosa or STOSAConfig()
+        if item_input.widens_output:
+            raise ConfigError("STOSA scores by Wasserstein distance to each item's Gaussian, so it cannot use "
+                              "model.prism.output_fusion=user (a widened dot-product query); use output_fusion=items")
         super().__init__(item_input, num_items, max_seq_len, "ce")
         self.stosa = stosa
         self.loss_name = stosa.loss  # STOSA's own loss, whatever train.loss says

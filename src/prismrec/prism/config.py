@@ -38,9 +38,11 @@ class PRISMConfig:
     """How a masked modality is replaced in the unimodal views: ``random`` Gaussian with that modality's
     batch mean/std per dimension, fresh each step (paper's default), ``zero``, or the batch ``mean``."""
     loss_on: Literal["representation", "prediction"] = "representation"
-    """Where the interaction losses (Eqs. 5-8) compare the views: on expert outputs (cheap), or on
+    """Where the interaction losses (Eqs. 5-8) compare the views: on expert outputs (cheap; each
+    distinct item of the batch once, since an expert's output depends on the item alone), or on
     predictions through the shared sequence encoder and prediction layer, as the paper's equations say
-    (one batched encoder call over all experts x views: about (1 + E(M+1))x the encoder cost)."""
+    (every position; one batched encoder call over all experts x views: about (1 + E(M+1))x the
+    encoder cost)."""
     margin: float = 0.5
     """Triplet margin on cosine distance d = 1 - cos (Eqs. 5-6; distances lie in [0, 2])."""
     lambda_unique: float = 0.1
@@ -72,9 +74,17 @@ class PRISMConfig:
     content_scale: float = 0.05
     """Initial value of that learned scalar."""
     output_content: bool = False
-    """Also add item content to the prediction layer's item table: ID embedding + the fuser's
-    user-independent item embedding (PRISM: the mean of its experts; per-user fusion weights cannot
-    enter a shared item table). Recomputed for all items at every step: costly on CPU."""
+    """Also put item content into the prediction layer: score = h . (ID embedding + content).
+    Content is recomputed for all items at every step: costly on CPU. How it is fused there:
+    ``output_fusion``."""
+    output_fusion: Literal["items", "user"] = "items"
+    """With ``output_content``: ``items`` = one shared item table, content = the fuser's
+    user-independent item embedding (PRISM: the mean of its experts); ``user`` (PRISM with a
+    dot-product backbone; not in the paper) = personalised fusion in the prediction layer:
+    score(h, i) = h . e_id(i) + sum_j w_j(h) h . norm(e_j(i)), with weights w(h) =
+    softmax(MLP(h) / temperature) from the sequence representation h that does the scoring, so
+    each user chooses which expert's notion of similarity ranks the candidates. Costs one matmul
+    with (E + 1) x hidden_dim columns instead of hidden_dim when scoring all items."""
 
     def __post_init__(self) -> None:
         from ..config import ConfigError
@@ -87,6 +97,9 @@ class PRISMConfig:
             raise ConfigError("model.prism.temperature must be > 0")
         if self.margin < 0:
             raise ConfigError("model.prism.margin must be >= 0")
+        if self.output_fusion == "user" and (not self.output_content or self.method != "prism"):
+            raise ConfigError("model.prism.output_fusion=user needs model.prism.output_content=true and "
+                              "model.prism.method=prism (per-expert item embeddings)")
         for name in self.drop_experts:
             if not (name in ("synergy", "redundancy") or name.startswith("unique_")):
                 raise ConfigError(f"model.prism.drop_experts: unknown expert {name!r}; "

@@ -2,6 +2,11 @@
 (B, L, D). :class:`PRISMFuser` is PRISM (experts + fusion + interaction losses); the others
 are the naive-fusion baselines of the paper's first claim. Which one runs is decided when the
 module graph is built, never by a branch inside ``forward``.
+
+Every fuser splits into an item-level part (a function of the item's features alone: PRISM's
+experts, a naive fusion's output) and a position-level part (PRISM's user-dependent weights).
+The multimodal item input runs the item-level part once per distinct item of a batch and
+gathers it to the positions, instead of once per position.
 """
 from __future__ import annotations
 
@@ -19,16 +24,32 @@ from .masking import unimodal_views
 
 
 class Fuser(nn.Module):
-    """Base: ``forward(modal (B, L, M, D), id_emb (B, L, D), padding_mask (B, L)) -> (B, L, D)``."""
+    """Base: ``forward(modal (B, L, M, D), id_emb (B, L, D), padding_mask (B, L)) -> (B, L, D)``
+    = ``fuse(item_part(modal), id_emb, padding_mask)``."""
 
     expert_names: list[str] = []
 
+    def item_part(self, modal: torch.Tensor) -> torch.Tensor:
+        """What depends on the item alone. (..., M, D) -> (..., D) here, (..., E, D) for PRISM."""
+        raise NotImplementedError
+
+    def fuse(self, item_part: torch.Tensor, id_emb: torch.Tensor | None,
+             padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Per-position multimodal embedding from the gathered item parts. -> (B, L, D)"""
+        return item_part
+
+    def forward(self, modal: torch.Tensor, id_emb: torch.Tensor | None, padding_mask: torch.Tensor | None
+                ) -> torch.Tensor:
+        return self.fuse(self.item_part(modal), id_emb, padding_mask)
+
     def item_content(self, modal: torch.Tensor) -> torch.Tensor:
         """User-independent content embedding per item. (..., M, D) -> (..., D)"""
-        return self(modal, None, None)
+        return self.item_part(modal)
 
-    def interaction_losses(self, modal: torch.Tensor, ctx: AuxContext, id_emb: torch.Tensor,
-                           combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    def interaction_losses(self, encode_items: Callable[[torch.Tensor], torch.Tensor], ctx: AuxContext,
+                           id_emb: torch.Tensor, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                           ) -> dict[str, torch.Tensor]:
+        """``encode_items``: item ids (...) -> projected modalities (..., M, D)."""
         return {}
 
 
@@ -51,6 +72,8 @@ class PRISMFuser(Fuser):
         """(..., M, D) -> (..., E, D): every expert on the concatenated modalities (Eq. 1)."""
         return self.experts(modal.flatten(-2))
 
+    item_part = expert_outputs
+
     def item_content(self, modal: torch.Tensor) -> torch.Tensor:
         return self.expert_outputs(modal).mean(dim=-2)  # (..., D) uniform over experts
 
@@ -58,21 +81,21 @@ class PRISMFuser(Fuser):
         """Fusion weights (B, L, E) (Eq. 10)."""
         return self.fusion(self.expert_outputs(modal), id_emb, padding_mask)
 
-    def forward(self, modal: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        experts = self.expert_outputs(modal)  # (B, L, E, D)
-        w = self.fusion(experts, id_emb, padding_mask)  # (B, L, E)
-        return (w.unsqueeze(-1) * experts).sum(dim=-2)  # (B, L, D)  Eq. 11
+    def fuse(self, item_part: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        w = self.fusion(item_part, id_emb, padding_mask)  # (B, L, E)
+        return (w.unsqueeze(-1) * item_part).sum(dim=-2)  # (B, L, D)  Eq. 11
 
-    def interaction_losses(self, modal, ctx, id_emb, combine):
+    def interaction_losses(self, encode_items, ctx, id_emb, combine):
         if not any(self.loss_weights.values()):
             return {}  # "w/o interaction losses": no masked passes at all
         if self.cfg.loss_on == "representation":
-            real = modal[ctx.padding_mask]  # (P, M, D) real positions only
+            # each distinct item of the batch once: expert outputs depend on the item alone
+            real = encode_items(torch.unique(ctx.item_seq[ctx.padding_mask]))  # (P, M, D)
             views = unimodal_views(real, self.cfg.masking)  # (M, P, M, D)
             full_out = self.expert_outputs(real)  # (P, E, D)
             view_out = self.expert_outputs(views)  # (M, P, E, D)
         else:
-            full_out, view_out = self._prediction_outputs(modal, ctx, id_emb, combine)
+            full_out, view_out = self._prediction_outputs(encode_items(ctx.item_seq), ctx, id_emb, combine)
         return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
                                   self.cfg.margin)
 
@@ -105,18 +128,18 @@ class ConcatFuser(Fuser):
         self.mlp = nn.Sequential(nn.Linear(num_modalities * hidden_dim, width), ACTIVATIONS[activation](),
                                  nn.Dropout(dropout), nn.Linear(width, hidden_dim))
 
-    def forward(self, modal, id_emb, padding_mask):
-        return self.mlp(modal.flatten(-2))  # (B, L, D)
+    def item_part(self, modal):
+        return self.mlp(modal.flatten(-2))  # (..., D)
 
 
 class SumFuser(Fuser):
-    def forward(self, modal, id_emb, padding_mask):
-        return modal.sum(dim=-2)  # (B, L, D)
+    def item_part(self, modal):
+        return modal.sum(dim=-2)  # (..., D)
 
 
 class MeanFuser(Fuser):
-    def forward(self, modal, id_emb, padding_mask):
-        return modal.mean(dim=-2)  # (B, L, D)
+    def item_part(self, modal):
+        return modal.mean(dim=-2)  # (..., D)
 
 
 class GatedFuser(Fuser):
@@ -127,9 +150,9 @@ class GatedFuser(Fuser):
         self.proj = nn.Linear(hidden_dim, hidden_dim)
         self.score = nn.Linear(hidden_dim, 1, bias=False)
 
-    def forward(self, modal, id_emb, padding_mask):
-        a = torch.softmax(self.score(torch.tanh(self.proj(modal))), dim=-2)  # (B, L, M, 1)
-        return (a * modal).sum(dim=-2)  # (B, L, D)
+    def item_part(self, modal):
+        a = torch.softmax(self.score(torch.tanh(self.proj(modal))), dim=-2)  # (..., M, 1)
+        return (a * modal).sum(dim=-2)  # (..., D)
 
 
 def build_fuser(cfg: PRISMConfig, modalities: list[str], hidden_dim: int) -> Fuser:

@@ -43,3 +43,20 @@ class UniformFusion(nn.Module):
     def forward(self, experts: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         B, L, E, _ = experts.shape
         return experts.new_full((B, L, E), 1.0 / E)
+
+
+class QueryFusion(nn.Module):
+    """Per-user expert weights for the prediction layer (``output_fusion=user``; not in the paper):
+    w(h) = softmax(MLP(h) / T) from the sequence representation h that scores the items."""
+
+    def __init__(self, num_experts: int, hidden_dim: int, fusion_hidden: int, dropout: float,
+                 temperature: float) -> None:
+        super().__init__()
+        width = fusion_hidden or 2 * hidden_dim
+        self.mlp = nn.Sequential(nn.Linear(hidden_dim, width), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(width, num_experts))
+        self.temperature = temperature
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (..., D) -> weights (..., E), summing to 1."""
+        return torch.softmax(self.mlp(hidden) / self.temperature, dim=-1)

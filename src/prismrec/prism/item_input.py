@@ -4,7 +4,10 @@
 
 The backbone's ``forward`` is untouched: it receives this module where it would receive a plain
 :class:`~prismrec.models.item_input.IDEmbedding`. Scoring uses the ID table (the paper's
-prediction layer), so switching PRISM off gives exactly the plain backbone.
+prediction layer), so switching PRISM off gives exactly the plain backbone. With
+``output_content`` the item table also carries content, either one shared fused embedding per
+item (``output_fusion=items``) or, for PRISM, every expert's embedding weighted per user
+(``output_fusion=user``: the query and keys of the dot product are widened to (E + 1) x D).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from ..data.sequences import PAD_ID
 from ..models.item_input import AuxContext, ItemInput
 from .config import PRISMConfig
 from .fusers import Fuser, PRISMFuser, build_fuser
+from .fusion import QueryFusion
 from .modalities import ModalityEncoder
 
 
@@ -46,16 +50,24 @@ class ContentNorm(nn.Module):
 
 class MultimodalItemInput(ItemInput):
     def __init__(self, id_input: ItemInput, modalities: ModalityEncoder, fuser: Fuser, combine: nn.Module,
-                 output_content: bool = False, content_norm: nn.Module | None = None) -> None:
+                 output_content: bool = False, content_norm: nn.Module | None = None,
+                 query_fusion: QueryFusion | None = None) -> None:
         super().__init__()
         self.id_input, self.modalities, self.fuser, self.combine = id_input, modalities, fuser, combine
         self.content_norm = content_norm if content_norm is not None else nn.Identity()
         self.num_items, self.hidden_dim = id_input.num_items, id_input.hidden_dim
         self.output_content = output_content
+        if query_fusion is not None and not (output_content and isinstance(fuser, PRISMFuser)):
+            raise ValueError("per-user output fusion needs output_content and PRISM experts")
+        self.query_fusion = query_fusion
+        self.widens_output = query_fusion is not None
 
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         id_emb = self.id_input(item_seq)  # (B, L, D)
-        mm = self.fuser(self.modalities(item_seq), id_emb, item_seq != PAD_ID)  # (B, L, D)
+        # the item-level part (modalities, experts) once per distinct item, then gathered to positions
+        items, where = torch.unique(item_seq, return_inverse=True)  # (U,), (B, L)
+        per_item = self.fuser.item_part(self.modalities(items))  # (U, ...) e.g. (U, E, D)
+        mm = self.fuser.fuse(per_item[where], id_emb, item_seq != PAD_ID)  # (B, L, D)
         return self.combine(id_emb, self.content_norm(mm))  # (B, L, D)
 
     def output_embeddings(self) -> torch.Tensor:
@@ -66,13 +78,28 @@ class MultimodalItemInput(ItemInput):
         content = self.content_norm(self.fuser.item_content(self.modalities(items)))  # (N + 1, D)
         return table + content * (items != PAD_ID).unsqueeze(-1)  # padding row stays zero
 
+    def output_query(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.query_fusion is None:
+            return hidden
+        w = self.query_fusion(hidden)  # (..., E)
+        return torch.cat([hidden, (w.unsqueeze(-1) * hidden.unsqueeze(-2)).flatten(-2)], dim=-1)  # (..., (E+1) D)
+
+    def output_keys(self) -> torch.Tensor:
+        if self.query_fusion is None:
+            return self.output_embeddings()
+        table = self.id_input.output_embeddings()  # (N + 1, D)
+        items = torch.arange(self.num_items + 1, device=table.device)
+        experts = self.content_norm(self.fuser.expert_outputs(self.modalities(items)))  # (N + 1, E, D) each normed
+        experts = experts * (items != PAD_ID)[:, None, None]  # padding row stays zero
+        return torch.cat([table, experts.flatten(-2)], dim=-1)  # (N + 1, (E + 1) D)
+
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
-        return self.fuser.interaction_losses(self.modalities(ctx.item_seq), ctx, self.id_input(ctx.item_seq),
+        return self.fuser.interaction_losses(self.modalities, ctx, self.id_input(ctx.item_seq),
                                              lambda id_emb, mm: self.combine(id_emb, self.content_norm(mm)))
 
     def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
         return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content,
-                                   self.content_norm)
+                                   self.content_norm, self.query_fusion)
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -85,6 +112,11 @@ class MultimodalItemInput(ItemInput):
         if not isinstance(self.fuser, PRISMFuser):
             return None
         return self.fuser.weights(self.modalities(item_seq), self.id_input(item_seq), item_seq != PAD_ID)
+
+    @torch.no_grad()
+    def output_fusion_weights(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        """Per-user expert weights of the prediction layer (..., E) (``output_fusion=user`` only)."""
+        return None if self.query_fusion is None else self.query_fusion(hidden)
 
     @torch.no_grad()
     def expert_embeddings(self, items: torch.Tensor) -> torch.Tensor | None:
@@ -101,4 +133,6 @@ def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
     fuser = build_fuser(cfg, modalities.names, hidden_dim)
     combine = AddCombine() if cfg.combine == "add" else ConcatCombine(hidden_dim)
     norm = ContentNorm(hidden_dim, cfg.content_scale) if cfg.content_norm else None
-    return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content, norm)
+    query = (QueryFusion(len(fuser.expert_names), hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.temperature)
+             if cfg.output_fusion == "user" else None)
+    return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content, norm, query)

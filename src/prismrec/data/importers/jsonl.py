@@ -51,7 +51,7 @@ def read_json_interactions(paths: Iterable[str | Path], *, user: str, item: str,
             parts.append(df.select(cols))
     report["blank_lines"] = report.get("blank_lines", 0) + blank
     if not parts:
-        raise DataError(f"no review files given")
+        raise DataError("no review files given")
     out = pl.concat(parts, how="vertical")
     if out.height == 0:
         raise DataError(f"{', '.join(map(str, paths))}: no usable interactions found")
