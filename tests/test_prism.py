@@ -249,3 +249,14 @@ def test_user_output_fusion_needs_prism_output_content_and_a_dot_product_backbon
                       prism=PRISMConfig(enabled=True, output_content=True, output_fusion="user"))
     with pytest.raises(ConfigError, match="STOSA"):
         build_model(cfg, N, L, "ce", features())
+
+
+@pytest.mark.parametrize("prism", [{}, {"output_content": True}, {"output_content": True, "method": "concat"},
+                                   {"output_content": True, "output_fusion": "user"}])
+def test_keys_of_requested_items_match_rows_of_the_full_table(prism):
+    model = make(prism).eval()
+    items = torch.tensor([[3, 0, 7], [7, 12, 3]])
+    full = model.item_input.output_keys()
+    assert torch.allclose(model.item_input.output_keys(items), full[items], atol=1e-6)
+    assert torch.count_nonzero(full[0]) == 0
+    assert model.item_input.output_embeddings().shape == (N + 1, D)

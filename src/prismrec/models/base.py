@@ -76,11 +76,11 @@ class SequentialRecommender(nn.Module):
 
     def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of a candidate set shared by all rows. hidden (..., H), items (C,) -> (..., C)"""
-        return self.item_input.output_query(hidden) @ self.item_input.output_keys()[items].T
+        return self.item_input.output_query(hidden) @ self.item_input.output_keys(items).T
 
     def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items only. hidden (..., D), items (...) -> (...)"""
-        return (self.item_input.output_query(hidden) * self.item_input.output_keys()[items]).sum(-1)
+        return (self.item_input.output_query(hidden) * self.item_input.output_keys(items)).sum(-1)
 
     def full_sort_scores(self, item_seq: torch.Tensor) -> torch.Tensor:
         """Scores of every item for the next position after each sequence. (B, L) -> (B, N + 1)"""
@@ -92,9 +92,9 @@ class SequentialRecommender(nn.Module):
         targets = batch.targets[mask]  # (P,)
         if self.loss_name == "ce":
             return F.cross_entropy(self.real_item_scores(h), targets - 1)  # padding is never a class
-        q, keys = self.item_input.output_query(h), self.item_input.output_keys()  # item table built once
-        pos = (q * keys[targets]).sum(-1)  # (P,)
-        neg = (q * keys[batch.negatives[mask]]).sum(-1)  # (P,)
+        q = self.item_input.output_query(h)  # (P, K)
+        keys = self.item_input.output_keys(torch.stack([targets, batch.negatives[mask]]))  # (2, P, K) one call
+        pos, neg = (q * keys[0]).sum(-1), (q * keys[1]).sum(-1)  # (P,) each
         return F.binary_cross_entropy_with_logits(torch.cat([pos, neg]),
                                                   torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]),
                                                   reduction="sum") / pos.numel()

@@ -50,8 +50,11 @@ class ItemInput(nn.Module):
     def output_query(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., K)
         return hidden
 
-    def output_keys(self) -> torch.Tensor:  # (N + 1, K)
-        return self.output_embeddings()
+    def output_keys(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Keys of ``items`` (any shape -> (..., K)), or of every row (N + 1, K) when None. An input
+        whose keys are computed (content) computes only the rows asked for."""
+        table = self.output_embeddings()
+        return table if items is None else table[items]
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
         """Extra training losses (e.g. PRISM's interaction losses). Plain inputs have none."""

@@ -71,12 +71,11 @@ class MultimodalItemInput(ItemInput):
         return self.combine(id_emb, self.content_norm(mm))  # (B, L, D)
 
     def output_embeddings(self) -> torch.Tensor:
-        table = self.id_input.output_embeddings()  # (N + 1, D)
+        """The shared item table: ID embeddings, plus one fused content embedding per item with
+        ``output_content`` (also under ``output_fusion=user``, for uses that need one vector per item)."""
         if not self.output_content:
-            return table
-        items = torch.arange(self.num_items + 1, device=table.device)
-        content = self.content_norm(self.fuser.item_content(self.modalities(items)))  # (N + 1, D)
-        return table + content * (items != PAD_ID).unsqueeze(-1)  # padding row stays zero
+            return self.id_input.output_embeddings()
+        return self._content_keys(None, per_expert=False)
 
     def output_query(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.query_fusion is None:
@@ -84,14 +83,28 @@ class MultimodalItemInput(ItemInput):
         w = self.query_fusion(hidden)  # (..., E)
         return torch.cat([hidden, (w.unsqueeze(-1) * hidden.unsqueeze(-2)).flatten(-2)], dim=-1)  # (..., (E+1) D)
 
-    def output_keys(self) -> torch.Tensor:
-        if self.query_fusion is None:
-            return self.output_embeddings()
+    def output_keys(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.output_content:
+            return self.id_input.output_keys(items)
+        return self._content_keys(items, per_expert=self.query_fusion is not None)
+
+    def _content_keys(self, items: torch.Tensor | None, per_expert: bool) -> torch.Tensor:
+        """ID embedding plus content, the content computed once per distinct requested item.
+        ``items=None``: every row (N + 1, K); else (..., K). K = D, or (E + 1) D with ``per_expert``
+        (the ID embedding, then every expert's normalised embedding)."""
         table = self.id_input.output_embeddings()  # (N + 1, D)
-        items = torch.arange(self.num_items + 1, device=table.device)
-        experts = self.content_norm(self.fuser.expert_outputs(self.modalities(items)))  # (N + 1, E, D) each normed
-        experts = experts * (items != PAD_ID)[:, None, None]  # padding row stays zero
-        return torch.cat([table, experts.flatten(-2)], dim=-1)  # (N + 1, (E + 1) D)
+        if items is None:
+            uniq, where = torch.arange(self.num_items + 1, device=table.device), None
+        else:
+            uniq, where = torch.unique(items, return_inverse=True)  # (U,), items.shape
+        modal = self.modalities(uniq)  # (U, M, D)
+        real = (uniq != PAD_ID).unsqueeze(-1)  # (U, 1): the padding row carries no content
+        if per_expert:
+            experts = self.content_norm(self.fuser.expert_outputs(modal)) * real.unsqueeze(-1)  # (U, E, D)
+            keys = torch.cat([table[uniq], experts.flatten(-2)], dim=-1)  # (U, (E + 1) D)
+        else:
+            keys = table[uniq] + self.content_norm(self.fuser.item_content(modal)) * real  # (U, D)
+        return keys if where is None else keys[where]
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
         return self.fuser.interaction_losses(self.modalities, ctx, self.id_input(ctx.item_seq),
