@@ -82,3 +82,24 @@ def test_time_limit_stops_and_finishes_normally(tmp_path):
     cfg = build_config(overrides=TINY + ["train.epochs=50", "train.patience=100", "train.time_limit_minutes=0.0001"])
     s = train(cfg, tmp_path / "t", progress=False).summary
     assert s["stop_reason"] == "time_limit" and s["epochs_run"] == 1 and "NDCG@10" in s["test"]
+
+
+def test_interrupt_keeps_the_best_epoch_and_still_tests_and_saves(tmp_path, monkeypatch):
+    cfg = build_config(overrides=TINY + ["train.epochs=50", "train.patience=100"])
+    real_epoch = Trainer.train_epoch
+
+    def epoch_then_ctrl_c(self, epoch):
+        if epoch == 4:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived during the 4th epoch
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", epoch_then_ctrl_c)
+    run = train(cfg, tmp_path / "i", progress=False)
+    s = run.summary
+    assert s["stop_reason"] == "interrupted" and s["epochs_run"] == 3 and 1 <= s["best_epoch"] <= 3
+    assert "NDCG@10" in s["test"] and (tmp_path / "i" / "model.safetensors").is_file()
+    lines = (tmp_path / "i" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    best = json.loads(lines[s["best_epoch"] - 1])["valid"]["NDCG@10"]
+    assert best == max(json.loads(x)["valid"]["NDCG@10"] for x in lines)
+    assert abs(s["valid"]["NDCG@10"] - best) < 1e-9  # the restored state is the best epoch's

@@ -50,7 +50,7 @@ class FitResult:
     train_seconds: float
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
-    stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping" | "time_limit"
+    stop_reason: str = "max_epochs"  # "max_epochs" | "early_stopping" | "time_limit" | "interrupted"
 
 
 class Trainer:
@@ -141,38 +141,44 @@ class Trainer:
         stopped_early, stop_reason = False, "max_epochs"
         epoch = 0
         t_start = time.perf_counter()
-        for epoch in range(1, self.cfg.epochs + 1):
-            t0 = time.perf_counter()
-            losses = self.train_epoch(epoch)
-            epoch_times.append(time.perf_counter() - t0)
-            record = {"epoch": epoch, **losses, "train_seconds": round(epoch_times[-1], 3)}
-            if epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs:
-                res = self.evaluate("valid")
-                record["valid"] = res.metrics
-                record["eval_seconds"] = round(res.seconds, 3)
-                if self.eval_cfg.track_test:
-                    record["test"] = self.evaluate("test").metrics
-                record["elapsed_train_seconds"] = round(sum(epoch_times), 3)
-                score = res.metrics[self.cfg.metric]
-                if score > best_score:
-                    best_score, best_epoch, best_valid = score, epoch, res.metrics
-                    best_state = copy.deepcopy(self.model.state_dict())
-                    bad_evals = 0
-                else:
-                    bad_evals += 1
-                if self.progress:
-                    tqdm.write(f"epoch {epoch:3d}  loss {losses['loss']:.4f}  valid {self.cfg.metric} "
-                               f"{score:.4f}  (best {best_score:.4f} @ {best_epoch})  {epoch_times[-1]:.1f}s",
-                               file=sys.stderr)
-            history.append(record)
-            if self.metrics_path:
-                append_jsonl(record, self.metrics_path)
-            if bad_evals >= self.cfg.patience:
-                stopped_early, stop_reason = True, "early_stopping"
-                break
-            if self.cfg.time_limit_minutes > 0 and time.perf_counter() - t_start > 60 * self.cfg.time_limit_minutes:
-                stop_reason = "time_limit"
-                break
+        try:
+            for epoch in range(1, self.cfg.epochs + 1):
+                t0 = time.perf_counter()
+                losses = self.train_epoch(epoch)
+                epoch_times.append(time.perf_counter() - t0)
+                record = {"epoch": epoch, **losses, "train_seconds": round(epoch_times[-1], 3)}
+                if epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs:
+                    res = self.evaluate("valid")
+                    record["valid"] = res.metrics
+                    record["eval_seconds"] = round(res.seconds, 3)
+                    if self.eval_cfg.track_test:
+                        record["test"] = self.evaluate("test").metrics
+                    record["elapsed_train_seconds"] = round(sum(epoch_times), 3)
+                    score = res.metrics[self.cfg.metric]
+                    if score > best_score:
+                        best_score, best_epoch, best_valid = score, epoch, res.metrics
+                        best_state = copy.deepcopy(self.model.state_dict())
+                        bad_evals = 0
+                    else:
+                        bad_evals += 1
+                    if self.progress:
+                        tqdm.write(f"epoch {epoch:3d}  loss {losses['loss']:.4f}  valid {self.cfg.metric} "
+                                   f"{score:.4f}  (best {best_score:.4f} @ {best_epoch})  {epoch_times[-1]:.1f}s",
+                                   file=sys.stderr)
+                history.append(record)
+                if self.metrics_path:
+                    append_jsonl(record, self.metrics_path)
+                if bad_evals >= self.cfg.patience:
+                    stopped_early, stop_reason = True, "early_stopping"
+                    break
+                if self.cfg.time_limit_minutes > 0 and time.perf_counter() - t_start > 60 * self.cfg.time_limit_minutes:
+                    stop_reason = "time_limit"
+                    break
+        except KeyboardInterrupt:  # Ctrl-C (or SIGTERM via the CLI): keep what was learned
+            stopped_early, stop_reason = True, "interrupted"
+            epoch = len(epoch_times)  # epochs whose training finished
+            tqdm.write(f"interrupted after {epoch} finished epoch(s): restoring the best epoch ({best_epoch}) "
+                       f"and evaluating it (interrupt again to abort)", file=sys.stderr)
         if best_state is not None:
             self.model.load_state_dict(best_state)
         return FitResult(best_epoch=best_epoch, epochs_run=epoch, best_valid=best_valid,
