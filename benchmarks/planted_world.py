@@ -12,7 +12,8 @@
    each expert's item embeddings (and, for reference, the projected input features and the ID
    embeddings) to each planted item property (8 categories; chance 0.125). A synergy expert
    that learned the planted synergy reads (a + b) mod K where the inputs cannot.
-Writes benchmarks/results/planted_world.json and prints Markdown tables.
+Writes benchmarks/results/planted_world.json (planted_world_<plan name>.json for another --plan)
+and prints Markdown tables.
 """
 from __future__ import annotations
 
@@ -59,9 +60,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="device for training")
     ap.add_argument("--plan", default=str(HERE / "plans" / "planted.yaml"), help="suite plan to run")
     ap.add_argument("--results-dir", default=None, help="where planted_world.json goes")
+    ap.add_argument("--time-budget", type=float, default=0,
+                    help="passed to suite.py: seconds after which no new run starts (0 = no limit; "
+                         "1 = only aggregate the runs that already finished)")
     args = ap.parse_args()
     suite_cmd = [sys.executable, str(HERE / "suite.py"), "--plan", args.plan, "--out", args.out,
-                 "--jobs", str(args.jobs), "--device", args.device]
+                 "--jobs", str(args.jobs), "--device", args.device, "--time-budget", str(args.time_budget)]
     if args.results_dir:
         suite_cmd += ["--results-dir", args.results_dir]
     subprocess.run(suite_cmd, check=True)
@@ -135,7 +139,10 @@ def main() -> None:
             vals = [np.mean([r["probes"][row][p] for r in reps]) for p in prop_names]
             lines.append(f"| {row} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
     print("\n".join(lines))
-    path = write_result("planted_world", {"ndcg10_by_planted_type": table, "fusion_weights": weights_report,
+    import yaml
+    plan_name = yaml.safe_load(Path(args.plan).read_text())["name"]
+    name = "planted_world" if plan_name == "planted_suite" else f"planted_world_{plan_name}"
+    path = write_result(name, {"ndcg10_by_planted_type": table, "fusion_weights": weights_report,
                                           "expert_probes": probes_report, "markdown": "\n".join(lines)},
                         Path(args.results_dir) if args.results_dir else None)
     print(f"results: {path}", file=sys.stderr)
