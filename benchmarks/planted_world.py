@@ -61,11 +61,12 @@ def main() -> None:
     ap.add_argument("--plan", default=str(HERE / "plans" / "planted.yaml"), help="suite plan to run")
     ap.add_argument("--results-dir", default=None, help="where planted_world.json goes")
     ap.add_argument("--time-budget", type=float, default=0,
-                    help="passed to suite.py: seconds after which no new run starts (0 = no limit; "
-                         "1 = only aggregate the runs that already finished)")
+                    help="passed to suite.py: seconds after which no new run starts (0 = no limit)")
+    ap.add_argument("--aggregate-only", action="store_true",
+                    help="start no training run: analyse the runs that already finished")
     args = ap.parse_args()
     suite_cmd = [sys.executable, str(HERE / "suite.py"), "--plan", args.plan, "--out", args.out,
-                 "--jobs", str(args.jobs), "--device", args.device, "--time-budget", str(args.time_budget)]
+                 "--jobs", str(args.jobs), "--device", args.device, "--time-budget", str(args.time_budget)] + (["--aggregate-only"] if args.aggregate_only else [])
     if args.results_dir:
         suite_cmd += ["--results-dir", args.results_dir]
     subprocess.run(suite_cmd, check=True)

@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for every run")
     ap.add_argument("--results-dir", default=None, help="where the aggregate JSON goes (default benchmarks/results)")
     ap.add_argument("--only", default=None, help="run only jobs whose id contains this text")
+    ap.add_argument("--aggregate-only", action="store_true",
+                    help="start no run: aggregate the runs whose summary.json exists (the others are listed as skipped)")
     ap.add_argument("--time-budget", type=float, default=0.0,
                     help="seconds after which no new run starts (0 = no limit); skipped runs are listed")
     ap.add_argument("--hard-budget", type=float, default=0.0,
@@ -119,6 +121,8 @@ def main() -> None:
     print(f"{len(jobs)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
     t0 = time.time()
     deadline = t0 + args.time_budget if args.time_budget > 0 else None
+    if args.aggregate_only:
+        deadline = t0 - 1.0  # already passed: run_one starts nothing new
     hard = t0 + args.hard_budget if args.hard_budget > 0 else None
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         summaries = list(pool.map(lambda j: run_one(j, args.device, args.threads, deadline, hard), jobs))
