@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
@@ -66,13 +65,15 @@ def main() -> None:
                     help="start no training run: analyse the runs that already finished")
     args = ap.parse_args()
     suite_cmd = [sys.executable, str(HERE / "suite.py"), "--plan", args.plan, "--out", args.out,
-                 "--jobs", str(args.jobs), "--device", args.device, "--time-budget", str(args.time_budget)] + (["--aggregate-only"] if args.aggregate_only else [])
+                 "--jobs", str(args.jobs), "--device", args.device, "--time-budget", str(args.time_budget)]
+    if args.aggregate_only:
+        suite_cmd.append("--aggregate-only")
     if args.results_dir:
         suite_cmd += ["--results-dir", args.results_dir]
     subprocess.run(suite_cmd, check=True)
 
     from prismrec.api import load_run
-    from prismrec.introspect import expert_probes, output_fusion_weights
+    from prismrec.introspect import expert_probes, fusion_weights, output_fusion_weights
 
     runs = sorted(p for p in Path(args.out).iterdir() if (p / "summary.json").is_file())
     first = load_run(runs[0], device="cpu")
@@ -94,9 +95,7 @@ def main() -> None:
         mm = run.model.item_input
         if getattr(mm, "fusion_weights", None) is None or not hasattr(mm.fuser, "fusion"):
             continue
-        with torch.no_grad():
-            w = torch.cat([mm.fusion_weights(run.data.test.inputs[i:i + 1024])[:, -1]
-                           for i in range(0, run.data.num_users, 1024)]).numpy()  # (U, E) at the last position
+        w = fusion_weights(run).last  # (U, E) at each user's last test position
         props = {k: np.asarray(v) for k, v in extras["item_properties"].items()}
         probes_report.setdefault(arm, []).append({"run": run_dir.name, "probes": expert_probes(run, props)})
         sets = [(arm, w)]  # input-side fusion weights; prediction-layer weights too with output_fusion=user
@@ -144,7 +143,7 @@ def main() -> None:
     plan_name = yaml.safe_load(Path(args.plan).read_text())["name"]
     name = "planted_world" if plan_name == "planted_suite" else f"planted_world_{plan_name}"
     path = write_result(name, {"ndcg10_by_planted_type": table, "fusion_weights": weights_report,
-                                          "expert_probes": probes_report, "markdown": "\n".join(lines)},
+                               "expert_probes": probes_report, "markdown": "\n".join(lines)},
                         Path(args.results_dir) if args.results_dir else None)
     print(f"results: {path}", file=sys.stderr)
 

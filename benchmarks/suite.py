@@ -39,12 +39,14 @@ def load_plan(path: str) -> dict:
 
 
 def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
-            hard_deadline: float | None = None) -> dict:
+            hard_deadline: float | None = None, start_new: bool = True) -> dict:
     out = Path(job["dir"])
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
     if deadline is not None and time.time() > deadline:
         return {"failed": True, "skipped": "time budget exhausted before this run started"}
+    if not start_new:
+        return {"failed": True, "skipped": "--aggregate-only: not run"}
     cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--output-dir", str(out),
            "--device", device]
     if job["data"]:
@@ -121,11 +123,10 @@ def main() -> None:
     print(f"{len(jobs)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
     t0 = time.time()
     deadline = t0 + args.time_budget if args.time_budget > 0 else None
-    if args.aggregate_only:
-        deadline = t0 - 1.0  # already passed: run_one starts nothing new
     hard = t0 + args.hard_budget if args.hard_budget > 0 else None
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        summaries = list(pool.map(lambda j: run_one(j, args.device, args.threads, deadline, hard), jobs))
+        summaries = list(pool.map(lambda j: run_one(j, args.device, args.threads, deadline, hard,
+                                                        start_new=not args.aggregate_only), jobs))
     wall = time.time() - t0
 
     groups: dict[tuple, list] = {}

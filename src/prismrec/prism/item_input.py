@@ -60,7 +60,10 @@ class MultimodalItemInput(ItemInput):
         if query_fusion is not None and not (output_content and isinstance(fuser, PRISMFuser)):
             raise ValueError("per-user output fusion needs output_content and PRISM experts")
         self.query_fusion = query_fusion
-        self.widens_output = query_fusion is not None
+
+    @property
+    def widens_output(self) -> bool:
+        return self.query_fusion is not None
 
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         id_emb = self.id_input(item_seq)  # (B, L, D)
