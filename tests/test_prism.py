@@ -260,3 +260,47 @@ def test_keys_of_requested_items_match_rows_of_the_full_table(prism):
     assert torch.allclose(model.item_input.output_keys(items), full[items], atol=1e-6)
     assert torch.count_nonzero(full[0]) == 0
     assert model.item_input.output_embeddings().shape == (N + 1, D)
+
+
+@pytest.mark.parametrize("scope", ["causal", "sequence"])
+@pytest.mark.parametrize("combine", ["add", "concat"])
+def test_per_item_forward_equals_the_per_position_definition(scope, combine):
+    """The item input runs experts and the fusion MLP's first layer once per distinct item; the result
+    must equal Eqs. 10-11 evaluated at every position."""
+    model = make({"fusion_scope": scope, "combine": combine})
+    model.eval()
+    mm, seq = model.item_input, batch().item_seq
+    with torch.no_grad():
+        modal, id_emb, real = mm.modalities(seq), mm.id_input(seq), seq != 0
+        w = mm.fuser.weights(modal, id_emb, real)  # (B, L, E) per-position reference path
+        fused = (w.unsqueeze(-1) * mm.fuser.expert_outputs(modal)).sum(dim=-2)
+        expected = mm.combine(id_emb, mm.content_norm(fused))
+        torch.testing.assert_close(mm(seq), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_interaction_losses_reuse_the_forward_expert_outputs_exactly():
+    model = make({"masking": "zero"})  # deterministic views: both paths must agree exactly
+    model.train()
+    b = batch()
+    with_reuse = model.training_loss(b).parts
+    model.item_input._batch_items = None  # what a call without a preceding forward on this batch sees
+    ctx = model._aux_context(b, b.item_seq != 0)
+    recomputed = model.item_input.auxiliary_losses(ctx)
+    assert set(recomputed) == {k for k in with_reuse if k.startswith("L_")} and recomputed
+    for k, v in recomputed.items():
+        torch.testing.assert_close(v.detach(), with_reuse[k], rtol=1e-5, atol=1e-6)
+    assert model.item_input._batch_items is None  # consumed, not kept past the loss
+
+
+def test_forward_on_another_batch_is_not_reused():
+    model = make({"masking": "zero"})
+    model.train()
+    b1, b2 = batch(1), batch(2)
+    model(b2.item_seq)  # leaves batch 2's expert outputs behind
+    ctx = model._aux_context(b1, b1.item_seq != 0)
+    fresh = make({"masking": "zero"})
+    fresh.train()
+    expected = fresh.item_input.auxiliary_losses(fresh._aux_context(b1, b1.item_seq != 0))
+    got = model.item_input.auxiliary_losses(ctx)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k])

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..data.sequences import PAD_ID
 from ..models.item_input import AuxContext
 from .config import PRISMConfig
 from .experts import ACTIVATIONS, InteractionExperts, expert_names
@@ -24,8 +25,8 @@ from .masking import unimodal_views
 
 
 class Fuser(nn.Module):
-    """Base: ``forward(modal (B, L, M, D), id_emb (B, L, D), padding_mask (B, L)) -> (B, L, D)``
-    = ``fuse(item_part(modal), id_emb, padding_mask)``."""
+    """Base: ``fuse(item_part(modal(items)), id_emb(items), where, padding_mask) -> (B, L, D)``, with
+    ``items`` the distinct items of a batch and ``where`` (B, L) each position's row in them."""
 
     expert_names: list[str] = []
 
@@ -33,23 +34,23 @@ class Fuser(nn.Module):
         """What depends on the item alone. (..., M, D) -> (..., D) here, (..., E, D) for PRISM."""
         raise NotImplementedError
 
-    def fuse(self, item_part: torch.Tensor, id_emb: torch.Tensor | None,
-             padding_mask: torch.Tensor | None) -> torch.Tensor:
-        """Per-position multimodal embedding from the gathered item parts. -> (B, L, D)"""
-        return item_part
-
-    def forward(self, modal: torch.Tensor, id_emb: torch.Tensor | None, padding_mask: torch.Tensor | None
-                ) -> torch.Tensor:
-        return self.fuse(self.item_part(modal), id_emb, padding_mask)
+    def fuse(self, item_part: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
+             padding_mask: torch.Tensor) -> torch.Tensor:
+        """Per-position multimodal embedding (B, L, D) from per-distinct-item parts (U, ...) and ID
+        embeddings (U, D); ``where`` (B, L) indexes the rows, ``padding_mask`` (B, L) marks real items."""
+        return item_part[where]
 
     def item_content(self, modal: torch.Tensor) -> torch.Tensor:
         """User-independent content embedding per item. (..., M, D) -> (..., D)"""
         return self.item_part(modal)
 
     def interaction_losses(self, encode_items: Callable[[torch.Tensor], torch.Tensor], ctx: AuxContext,
-                           id_emb: torch.Tensor, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                           id_emb: torch.Tensor, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                           batch_items: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
                            ) -> dict[str, torch.Tensor]:
-        """``encode_items``: item ids (...) -> projected modalities (..., M, D)."""
+        """``encode_items``: item ids (...) -> projected modalities (..., M, D). ``batch_items``: the
+        training forward's (distinct items (U,), their modalities (U, M, D), item parts (U, ...)) for
+        this batch, reusable instead of recomputing them."""
         return {}
 
 
@@ -78,21 +79,26 @@ class PRISMFuser(Fuser):
         return self.expert_outputs(modal).mean(dim=-2)  # (..., D) uniform over experts
 
     def weights(self, modal: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        """Fusion weights (B, L, E) (Eq. 10)."""
+        """Fusion weights (B, L, E) (Eq. 10), computed per position (reference path)."""
         return self.fusion(self.expert_outputs(modal), id_emb, padding_mask)
 
-    def fuse(self, item_part: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        w = self.fusion(item_part, id_emb, padding_mask)  # (B, L, E)
-        return (w.unsqueeze(-1) * item_part).sum(dim=-2)  # (B, L, D)  Eq. 11
+    def fuse(self, item_part, id_items, where, padding_mask):
+        w = self.fusion.forward_items(item_part, id_items, where, padding_mask)  # (B, L, E)
+        return torch.einsum("ble,bled->bld", w, item_part[where])  # (B, L, D)  Eq. 11
 
-    def interaction_losses(self, encode_items, ctx, id_emb, combine):
+    def interaction_losses(self, encode_items, ctx, id_emb, combine, batch_items=None):
         if not any(self.loss_weights.values()):
             return {}  # "w/o interaction losses": no masked passes at all
         if self.cfg.loss_on == "representation":
             # each distinct item of the batch once: expert outputs depend on the item alone
-            real = encode_items(torch.unique(ctx.item_seq[ctx.padding_mask]))  # (P, M, D)
+            if batch_items is not None:  # the forward's expert outputs are the full-input term
+                items, modal, full_out = batch_items
+                real_rows = items != PAD_ID
+                real, full_out = modal[real_rows], full_out[real_rows]  # (P, M, D), (P, E, D)
+            else:
+                real = encode_items(torch.unique(ctx.item_seq[ctx.padding_mask]))  # (P, M, D)
+                full_out = self.expert_outputs(real)  # (P, E, D)
             views = unimodal_views(real, self.cfg.masking)  # (M, P, M, D)
-            full_out = self.expert_outputs(real)  # (P, E, D)
             view_out = self.expert_outputs(views)  # (M, P, E, D)
         else:
             full_out, view_out = self._prediction_outputs(encode_items(ctx.item_seq), ctx, id_emb, combine)

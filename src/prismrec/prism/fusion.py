@@ -36,6 +36,19 @@ class AdaptiveFusion(nn.Module):
         ctx = pooled_context(x, padding_mask, self.scope)  # (B, L, (E + 1) D)
         return torch.softmax(self.mlp(ctx) / self.temperature, dim=-1)  # (B, L, E)
 
+    def forward_items(self, experts: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
+                      padding_mask: torch.Tensor) -> torch.Tensor:
+        """The same weights from per-distinct-item inputs: experts (U, E, D), id_items (U, D), ``where``
+        (B, L) the row of each position -> (B, L, E).
+
+        Exact rewrite of :meth:`forward`: the first Linear commutes with the masked mean
+        (W mean(x) + b = mean(W x) + b; an empty prefix gives b in both), so it runs once per
+        distinct item and the prefix mean runs over its narrower output."""
+        first, rest = self.mlp[0], self.mlp[1:]
+        z = torch.cat([experts.flatten(-2), id_items], dim=-1) @ first.weight.T  # (U, width), no bias
+        ctx = pooled_context(z[where], padding_mask, self.scope) + first.bias  # (B, L, width)
+        return torch.softmax(rest(ctx) / self.temperature, dim=-1)  # (B, L, E)
+
 
 class UniformFusion(nn.Module):
     """Equal weights for every expert (the paper's "w/o AFL" ablation)."""
@@ -43,6 +56,10 @@ class UniformFusion(nn.Module):
     def forward(self, experts: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         B, L, E, _ = experts.shape
         return experts.new_full((B, L, E), 1.0 / E)
+
+    def forward_items(self, experts: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
+                      padding_mask: torch.Tensor) -> torch.Tensor:
+        return experts.new_full((*where.shape, experts.shape[-2]), 1.0 / experts.shape[-2])
 
 
 class QueryFusion(nn.Module):

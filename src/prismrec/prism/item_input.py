@@ -60,18 +60,24 @@ class MultimodalItemInput(ItemInput):
         if query_fusion is not None and not (output_content and isinstance(fuser, PRISMFuser)):
             raise ValueError("per-user output fusion needs output_content and PRISM experts")
         self.query_fusion = query_fusion
+        # the last training forward's per-item work, reused by auxiliary_losses on the same batch
+        self._batch_items: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None
 
     @property
     def widens_output(self) -> bool:
         return self.query_fusion is not None
 
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
-        id_emb = self.id_input(item_seq)  # (B, L, D)
-        # the item-level part (modalities, experts) once per distinct item, then gathered to positions
+        # the item-level part (ID rows, modalities, experts, the fusion MLP's first layer) once per
+        # distinct item; only what depends on the history runs per position
         items, where = torch.unique(item_seq, return_inverse=True)  # (U,), (B, L)
-        per_item = self.fuser.item_part(self.modalities(items))  # (U, ...) e.g. (U, E, D)
-        mm = self.fuser.fuse(per_item[where], id_emb, item_seq != PAD_ID)  # (B, L, D)
-        return self.combine(id_emb, self.content_norm(mm))  # (B, L, D)
+        id_items = self.id_input(items)  # (U, D)
+        modal = self.modalities(items)  # (U, M, D)
+        per_item = self.fuser.item_part(modal)  # (U, ...) e.g. (U, E, D)
+        mm = self.fuser.fuse(per_item, id_items, where, item_seq != PAD_ID)  # (B, L, D)
+        if self.training and torch.is_grad_enabled():
+            self._batch_items = (item_seq, (items, modal, per_item))
+        return self.combine(id_items[where], self.content_norm(mm))  # (B, L, D)
 
     def output_embeddings(self) -> torch.Tensor:
         """The shared item table: ID embeddings, plus one fused content embedding per item with
@@ -110,8 +116,11 @@ class MultimodalItemInput(ItemInput):
         return keys if where is None else keys[where]
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
+        cached, self._batch_items = self._batch_items, None
+        reuse = cached[1] if cached is not None and cached[0] is ctx.item_seq else None
         return self.fuser.interaction_losses(self.modalities, ctx, self.id_input(ctx.item_seq),
-                                             lambda id_emb, mm: self.combine(id_emb, self.content_norm(mm)))
+                                             lambda id_emb, mm: self.combine(id_emb, self.content_norm(mm)),
+                                             batch_items=reuse)
 
     def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
         return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content,
