@@ -99,6 +99,7 @@ def test_shapes_and_consistent_scoring(model):
     hidden = model(seq)  # (B, L, H): H is the backbone's state width (2D for STOSA's Gaussians)
     assert hidden.shape[:2] == (4, L) and torch.isfinite(hidden).all()
     last = hidden[:, -1]
+    torch.testing.assert_close(model.last_hidden(seq), last, rtol=1e-5, atol=1e-5)  # the evaluation path
     full = model.full_sort_scores(seq)
     assert full.shape == (4, N_ITEMS + 1)
     assert torch.allclose(full, model.score(last), atol=1e-5)

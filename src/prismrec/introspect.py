@@ -67,7 +67,7 @@ def output_fusion_weights(run: Run, split: str = "test", batch_size: int = 1024)
                          "and model.prism.output_fusion=user)")
     run.model.eval()
     inputs = run.data.split(split).inputs
-    last = [mm.output_fusion_weights(run.model(inputs[lo:lo + batch_size].to(run.device))[:, -1]).cpu()
+    last = [mm.output_fusion_weights(run.model.last_hidden(inputs[lo:lo + batch_size].to(run.device))).cpu()
             for lo in range(0, len(inputs), batch_size)]
     return FusionWeights(experts=mm.expert_names, user_ids=run.dataset.sequences.user_ids,
                          last=torch.cat(last).numpy())

@@ -82,9 +82,14 @@ class SequentialRecommender(nn.Module):
         """Scores of given items only. hidden (..., D), items (...) -> (...)"""
         return (self.item_input.output_query(hidden) * self.item_input.output_keys(items)).sum(-1)
 
+    def last_hidden(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """Hidden state at the last position only. (B, L) -> (B, D). Backbones may compute less than
+        :meth:`forward` for it (SASRec: one query per sequence in the last attention block)."""
+        return self.forward(item_seq)[:, -1]
+
     def full_sort_scores(self, item_seq: torch.Tensor) -> torch.Tensor:
         """Scores of every item for the next position after each sequence. (B, L) -> (B, N + 1)"""
-        return self.score(self.forward(item_seq)[:, -1])
+        return self.score(self.last_hidden(item_seq))
 
     def recommendation_loss(self, hidden: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
         mask = batch.targets != PAD_ID  # (B, L)

@@ -28,11 +28,15 @@ class SASRec(SequentialRecommender):
         self.input_scale = cfg.hidden_dim ** 0.5 if scale == "sqrt_dim" else 1.0
         self.encoder = TransformerEncoder(cfg.hidden_dim, cfg.num_layers, cfg.num_heads, cfg.dropout, cfg.ffn_mult)
 
-    def encode_inputs(self, inputs: torch.Tensor, item_seq: torch.Tensor) -> torch.Tensor:
+    def encode_inputs(self, inputs: torch.Tensor, item_seq: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, L, D), (B, L) -> (B, L, D), or (B, 1, D) with ``last_only``."""
         padding_mask = item_seq != PAD_ID  # (B, L)
         x = inputs * self.input_scale + self.position(relative_positions(padding_mask))  # (B, L, D)
         x = self.emb_dropout(x) * padding_mask.unsqueeze(-1)  # padding stays zero
-        return self.encoder(x, padding_mask)  # (B, L, D)
+        return self.encoder(x, padding_mask, last_only)  # (B, L, D) or (B, 1, D)
+
+    def last_hidden(self, item_seq: torch.Tensor) -> torch.Tensor:
+        return self.encode_inputs(self.item_input(item_seq), item_seq, last_only=True)[:, -1]  # (B, D)
 
 
 @register_backbone("sasrec")

@@ -28,12 +28,15 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(hidden_dim, hidden_dim)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D), or (B, 1, D) for the last query only (keys and values: every position)."""
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)  # 3x (B, H, L, Dh)
+        if last_only:
+            q, mask = q[:, :, -1:], mask[:, :, -1:]  # (B, H, 1, Dh), (B, 1, 1, L)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, L, Dh)
-        return self.out(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, Lq, Dh)
+        return self.out(y.transpose(1, 2).reshape(B, q.shape[2], D))  # (B, Lq, D)
 
 
 class TransformerBlock(nn.Module):
@@ -48,9 +51,10 @@ class TransformerBlock(nn.Module):
                                  nn.Linear(ffn_mult * hidden_dim, hidden_dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), mask))  # (B, L, D)
-        return x + self.drop(self.ffn(self.ln2(x)))  # (B, L, D)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D); ``last_only``: only the last position's output, (B, 1, D)."""
+        x = (x[:, -1:] if last_only else x) + self.drop(self.attn(self.ln1(x), mask, last_only))  # (B, Lq, D)
+        return x + self.drop(self.ffn(self.ln2(x)))  # (B, Lq, D)
 
 
 class TransformerEncoder(nn.Module):
@@ -62,10 +66,12 @@ class TransformerEncoder(nn.Module):
                                     for _ in range(num_layers))
         self.ln = nn.LayerNorm(hidden_dim)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D); ``last_only``: the last position only, (B, 1, D), whose last block
+        then computes one query per sequence (what full-ranking evaluation needs)."""
         mask = attention_mask(padding_mask)  # (B, 1, L, L)
-        for block in self.blocks:
-            x = block(x, mask)  # (B, L, D)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, last_only and i == len(self.blocks) - 1)  # (B, L, D); (B, 1, D) at the end
         return self.ln(x)
 
 
