@@ -113,6 +113,7 @@ def test_pooled_context_never_includes_padding():
     {"output_content": True}, {"method": "concat", "output_content": True},
     {"output_content": True, "output_fusion": "user"},
     {"output_content": True, "output_fusion": "user", "loss_on": "prediction"},
+    {"synergy_contrast": True}, {"synergy_contrast": True, "loss_on": "prediction", "output_content": True},
 ])
 def test_every_variant_builds_and_trains_a_step(prism):
     model = make(prism)
@@ -304,3 +305,41 @@ def test_forward_on_another_batch_is_not_reused():
     got = model.item_input.auxiliary_losses(ctx)
     for k in expected:
         torch.testing.assert_close(got[k], expected[k])
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_synergy_contrast_removes_every_additive_function(m):
+    """A one-layer (linear, hence additive) synergy expert carries nothing under synergy_contrast."""
+    model = make({"synergy_contrast": True, "expert_layers": 1}, m=m)
+    model.eval()
+    mm = model.item_input
+    items = torch.arange(1, N + 1)
+    with torch.no_grad():
+        out = mm.expert_embeddings(items)  # (N, E, D)
+    s = mm.expert_names.index("synergy")
+    assert out[:, s].abs().max() < 1e-5
+    assert out[:, :s].abs().max() > 1e-2  # the other experts are untouched
+
+
+def test_synergy_contrast_is_the_double_difference_for_two_modalities():
+    model = make({"synergy_contrast": True, "expert_layers": 2})
+    model.eval()
+    mm = model.item_input
+    items = torch.arange(1, N + 1)
+    with torch.no_grad():
+        modal = mm.modalities(items)  # (N, 2, D)
+        mu = mm.modalities.reference()  # (2, D)
+        s = mm.expert_names.index("synergy")
+        f = lambda x1, x2: mm.fuser.experts(torch.cat([x1, x2], dim=-1))[..., s, :]  # noqa: E731
+        x1, x2 = modal[:, 0], modal[:, 1]
+        m1, m2 = mu[0].expand_as(x1), mu[1].expand_as(x2)
+        expected = f(x1, x2) - f(x1, m2) - f(m1, x2) + f(m1, m2)
+        got = mm.expert_embeddings(items)[:, s]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert expected.abs().max() > 1e-3  # a non-linear expert keeps an interaction part
+
+
+def test_synergy_contrast_needs_the_synergy_expert():
+    from prismrec.config import ConfigError
+    with pytest.raises(ConfigError, match="synergy_contrast"):
+        PRISMConfig(enabled=True, synergy_contrast=True, drop_experts=("synergy",))

@@ -33,6 +33,13 @@ class PRISMConfig:
     expert_activation: Literal["gelu", "relu", "tanh"] = "gelu"
     """Activation inside the expert MLPs."""
     expert_dropout: float = 0.1
+    synergy_contrast: bool = False
+    """Not in the paper. Make the synergy expert output only the *non-additive* part of its MLP f:
+    f(x) - sum_m f(x_m, mu_-m) + (M - 1) f(mu), where (x_m, mu_-m) keeps modality m and puts every
+    other modality at its reference mu (the projection of that modality's mean feature row). Any f
+    that is a sum of per-modality functions gives exactly 0, so the expert can carry only interaction
+    between modalities (for M = 2 the double difference f(x1, x2) - f(x1, mu2) - f(mu1, x2) + f(mu1, mu2)).
+    Eq. 7's loss alone is also satisfied by a linear mix of both modalities."""
     """Dropout inside the expert MLPs (applied after each hidden activation)."""
     masking: Literal["random", "zero", "mean"] = "random"
     """How a masked modality is replaced in the unimodal views: ``random`` Gaussian with that modality's
@@ -97,6 +104,8 @@ class PRISMConfig:
             raise ConfigError("model.prism.temperature must be > 0")
         if self.margin < 0:
             raise ConfigError("model.prism.margin must be >= 0")
+        if self.synergy_contrast and (self.method != "prism" or "synergy" in self.drop_experts):
+            raise ConfigError("model.prism.synergy_contrast needs model.prism.method=prism with the synergy expert")
         if self.output_fusion == "user" and (not self.output_content or self.method != "prism"):
             raise ConfigError("model.prism.output_fusion=user needs model.prism.output_content=true and "
                               "model.prism.method=prism (per-expert item embeddings)")

@@ -53,3 +53,10 @@ class InteractionExperts(nn.Module):
             h = self.dropout(self.act(h))  # dropout on the hidden activations (actually applied)
             h = torch.einsum("...ei,eio->...eo", h, w) + b  # (..., E, H or D)
         return h  # (..., E, D)
+
+    def single(self, x: torch.Tensor, e: int) -> torch.Tensor:
+        """Expert ``e`` alone: (..., in_dim) -> (..., D). Same computation as ``forward(x)[..., e, :]``."""
+        h = x @ self.weights[0][e] + self.biases[0][e]
+        for w, b in zip(self.weights[1:], self.biases[1:]):
+            h = self.dropout(self.act(h)) @ w[e] + b[e]
+        return h

@@ -69,9 +69,29 @@ class PRISMFuser(Fuser):
                                  cfg.lambda_synergy if n == "synergy" else cfg.lambda_redundancy)
                              for n in self.expert_names}
 
+    #: with ``synergy_contrast``: () -> (M, D) reference embeddings, set by the item input at build time
+    reference: Callable[[], torch.Tensor] | None = None
+
     def expert_outputs(self, modal: torch.Tensor) -> torch.Tensor:
         """(..., M, D) -> (..., E, D): every expert on the concatenated modalities (Eq. 1)."""
-        return self.experts(modal.flatten(-2))
+        out = self.experts(modal.flatten(-2))
+        if not self.cfg.synergy_contrast:
+            return out
+        s = self.expert_names.index("synergy")
+        return torch.cat([out[..., :s, :], self._synergy_contrast(modal, out[..., s, :]).unsqueeze(-2),
+                          out[..., s + 1:, :]], dim=-2)
+
+    def _synergy_contrast(self, modal: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        """f(x) - sum_m f(x_m, mu_-m) + (M - 1) f(mu) for the synergy expert f. modal (..., M, D)."""
+        s = self.expert_names.index("synergy")
+        mu = self.reference()  # (M, D)
+        M = modal.shape[-2]
+        keep = torch.eye(M, dtype=torch.bool, device=modal.device)[:, None, :, None]  # (M, 1, M, 1)
+        flat = modal.reshape(-1, M, modal.shape[-1])  # (P, M, D)
+        one_kept = torch.where(keep, flat.unsqueeze(0), mu[None, None])  # (M, P, M, D)
+        parts = self.experts.single(one_kept.flatten(-2), s).sum(dim=0)  # (P, D)
+        base = self.experts.single(mu.flatten(), s)  # (D,)
+        return full - parts.reshape(full.shape) + (M - 1) * base
 
     item_part = expert_outputs
 

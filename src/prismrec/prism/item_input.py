@@ -156,6 +156,8 @@ def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
                            ) -> MultimodalItemInput:
     modalities = ModalityEncoder(features, hidden_dim, cfg.feature_norm)
     fuser = build_fuser(cfg, modalities.names, hidden_dim)
+    if cfg.synergy_contrast:
+        fuser.reference = modalities.reference
     combine = AddCombine() if cfg.combine == "add" else ConcatCombine(hidden_dim)
     norm = ContentNorm(hidden_dim, cfg.content_scale) if cfg.content_norm else None
     query = (QueryFusion(len(fuser.expert_names), hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.temperature)

@@ -45,6 +45,16 @@ class ModalityEncoder(nn.Module):
     def num_modalities(self) -> int:
         return len(self.names)
 
+    def reference(self) -> torch.Tensor:
+        """(M, D): each modality's projection of its mean feature row over present items (the
+        reference point of ``synergy_contrast``; 0 before projection for standardised features)."""
+        out = []
+        for i, proj in enumerate(self.projections):
+            values, present = getattr(self, f"values_{i}"), getattr(self, f"present_{i}").clone()
+            present[0] = False
+            out.append(proj(values[present].mean(dim=0)))
+        return torch.stack(out)  # (M, D)
+
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         """(B, L) item ids -> (B, L, M, D) projected modality embeddings."""
         out = []
