@@ -36,7 +36,12 @@ class ModalityEncoder(nn.Module):
         self.names = list(features)
         self.projections = nn.ModuleList()
         for i, (name, (values, present)) in enumerate(features.items()):
-            self.register_buffer(f"values_{i}", normalise_features(values, present, norm), persistent=False)
+            normalised = normalise_features(values, present, norm)
+            self.register_buffer(f"values_{i}", normalised, persistent=False)
+            rows = present.bool().clone()
+            rows[0] = False
+            self.register_buffer(f"mean_{i}", normalised[rows].mean(dim=0) if rows.any() else normalised[0],
+                                 persistent=False)  # mean feature row over present items (fixed)
             self.register_buffer(f"present_{i}", present.bool().clone(), persistent=False)
             self.projections.append(nn.Linear(values.shape[1], hidden_dim))
         self.missing = nn.Parameter(torch.randn(len(self.names), hidden_dim) * 0.02)  # (M, D)
@@ -48,12 +53,7 @@ class ModalityEncoder(nn.Module):
     def reference(self) -> torch.Tensor:
         """(M, D): each modality's projection of its mean feature row over present items (the
         reference point of ``synergy_contrast``; 0 before projection for standardised features)."""
-        out = []
-        for i, proj in enumerate(self.projections):
-            values, present = getattr(self, f"values_{i}"), getattr(self, f"present_{i}").clone()
-            present[0] = False
-            out.append(proj(values[present].mean(dim=0)))
-        return torch.stack(out)  # (M, D)
+        return torch.stack([proj(getattr(self, f"mean_{i}")) for i, proj in enumerate(self.projections)])  # (M, D)
 
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         """(B, L) item ids -> (B, L, M, D) projected modality embeddings."""
