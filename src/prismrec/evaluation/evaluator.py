@@ -26,7 +26,7 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(score_fn: ScoreFn, split: SplitTensors, ks: tuple[int, ...] = (5, 10, 20), *,
-             batch_size: int = 1024, exclude_history: bool = True,
+             batch_size: int = 512, exclude_history: bool = True,
              device: torch.device | str = "cpu") -> EvalResult:
     start = time.perf_counter()
     ranks = []
