@@ -273,8 +273,12 @@ def test_per_item_forward_equals_the_per_position_definition(scope, combine):
     mm, seq = model.item_input, batch().item_seq
     with torch.no_grad():
         modal, id_emb, real = mm.modalities(seq), mm.id_input(seq), seq != 0
-        w = mm.fuser.weights(modal, id_emb, real)  # (B, L, E) per-position reference path
-        fused = (w.unsqueeze(-1) * mm.fuser.expert_outputs(modal)).sum(dim=-2)
+        experts = mm.fuser.expert_outputs(modal)  # (B, L, E, D) at every position
+        fusion = mm.fuser.fusion  # Eq. 10 per position: MLP over the pooled [e_1 .. e_E, e_id]
+        pooled = pooled_context(torch.cat([experts.flatten(-2), id_emb], dim=-1), real, scope)
+        w = torch.softmax(fusion.mlp(pooled) / fusion.temperature, dim=-1)  # (B, L, E)
+        torch.testing.assert_close(mm.fusion_weights(seq), w, rtol=1e-5, atol=1e-6)  # introspection path
+        fused = (w.unsqueeze(-1) * experts).sum(dim=-2)
         expected = mm.combine(id_emb, mm.content_norm(fused))
         torch.testing.assert_close(mm(seq), expected, rtol=1e-5, atol=1e-6)
 

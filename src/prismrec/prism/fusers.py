@@ -98,12 +98,8 @@ class PRISMFuser(Fuser):
     def item_content(self, modal: torch.Tensor) -> torch.Tensor:
         return self.expert_outputs(modal).mean(dim=-2)  # (..., D) uniform over experts
 
-    def weights(self, modal: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        """Fusion weights (B, L, E) (Eq. 10), computed per position (reference path)."""
-        return self.fusion(self.expert_outputs(modal), id_emb, padding_mask)
-
     def fuse(self, item_part, id_items, where, padding_mask):
-        w = self.fusion.forward_items(item_part, id_items, where, padding_mask)  # (B, L, E)
+        w = self.fusion(item_part, id_items, where, padding_mask)  # (B, L, E)  Eq. 10
         return torch.einsum("ble,bled->bld", w, item_part[where])  # (B, L, D)  Eq. 11
 
     def interaction_losses(self, encode_items, ctx, id_emb, combine, batch_items=None):

@@ -30,20 +30,14 @@ class AdaptiveFusion(nn.Module):
                                  nn.Linear(width, num_experts))
         self.temperature, self.scope = temperature, scope
 
-    def forward(self, experts: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        """experts (B, L, E, D), id_emb (B, L, D) -> weights (B, L, E), summing to 1."""
-        x = torch.cat([experts.flatten(-2), id_emb], dim=-1)  # (B, L, (E + 1) D)
-        ctx = pooled_context(x, padding_mask, self.scope)  # (B, L, (E + 1) D)
-        return torch.softmax(self.mlp(ctx) / self.temperature, dim=-1)  # (B, L, E)
+    def forward(self, experts: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
+                padding_mask: torch.Tensor) -> torch.Tensor:
+        """Weights (B, L, E), summing to 1, from per-distinct-item inputs: experts (U, E, D), ID
+        embeddings id_items (U, D), ``where`` (B, L) the row of each position, ``padding_mask`` (B, L).
 
-    def forward_items(self, experts: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
-                      padding_mask: torch.Tensor) -> torch.Tensor:
-        """The same weights from per-distinct-item inputs: experts (U, E, D), id_items (U, D), ``where``
-        (B, L) the row of each position -> (B, L, E).
-
-        Exact rewrite of :meth:`forward`: the first Linear commutes with the masked mean
-        (W mean(x) + b = mean(W x) + b; an empty prefix gives b in both), so it runs once per
-        distinct item and the prefix mean runs over its narrower output."""
+        Eq. 10 is MLP(pool([e_1, ..., e_E, e_id])) per position; the first Linear commutes with the
+        masked mean (W mean(x) + b = mean(W x) + b; an empty prefix gives b in both), so it runs once
+        per distinct item and the pooling runs over its narrower output."""
         first, rest = self.mlp[0], self.mlp[1:]
         z = torch.cat([experts.flatten(-2), id_items], dim=-1) @ first.weight.T  # (U, width), no bias
         ctx = pooled_context(z[where], padding_mask, self.scope) + first.bias  # (B, L, width)
@@ -53,12 +47,8 @@ class AdaptiveFusion(nn.Module):
 class UniformFusion(nn.Module):
     """Equal weights for every expert (the paper's "w/o AFL" ablation)."""
 
-    def forward(self, experts: torch.Tensor, id_emb: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        B, L, E, _ = experts.shape
-        return experts.new_full((B, L, E), 1.0 / E)
-
-    def forward_items(self, experts: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
-                      padding_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, experts: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
+                padding_mask: torch.Tensor) -> torch.Tensor:
         return experts.new_full((*where.shape, experts.shape[-2]), 1.0 / experts.shape[-2])
 
 

@@ -67,13 +67,16 @@ class MultimodalItemInput(ItemInput):
     def widens_output(self) -> bool:
         return self.query_fusion is not None
 
+    def _item_level(self, item_seq: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The item-level part (ID rows, modalities, experts) once per distinct item of ``item_seq``:
+        items (U,), where (B, L) each position's row, id_items (U, D), modal (U, M, D), per_item (U, ...)."""
+        items, where = torch.unique(item_seq, return_inverse=True)
+        modal = self.modalities(items)
+        return items, where, self.id_input(items), modal, self.fuser.item_part(modal)
+
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
-        # the item-level part (ID rows, modalities, experts, the fusion MLP's first layer) once per
-        # distinct item; only what depends on the history runs per position
-        items, where = torch.unique(item_seq, return_inverse=True)  # (U,), (B, L)
-        id_items = self.id_input(items)  # (U, D)
-        modal = self.modalities(items)  # (U, M, D)
-        per_item = self.fuser.item_part(modal)  # (U, ...) e.g. (U, E, D)
+        # only what depends on the history runs per position (PRISM: the pooled fusion weights)
+        items, where, id_items, modal, per_item = self._item_level(item_seq)
         mm = self.fuser.fuse(per_item, id_items, where, item_seq != PAD_ID)  # (B, L, D)
         if self.training and torch.is_grad_enabled():
             self._batch_items = (item_seq, (items, modal, per_item))
@@ -136,7 +139,8 @@ class MultimodalItemInput(ItemInput):
         """Per-position expert weights (B, L, E) (PRISM only; None for naive fusion)."""
         if not isinstance(self.fuser, PRISMFuser):
             return None
-        return self.fuser.weights(self.modalities(item_seq), self.id_input(item_seq), item_seq != PAD_ID)
+        _, where, id_items, _, per_item = self._item_level(item_seq)
+        return self.fuser.fusion(per_item, id_items, where, item_seq != PAD_ID)
 
     @torch.no_grad()
     def output_fusion_weights(self, hidden: torch.Tensor) -> torch.Tensor | None:
