@@ -21,7 +21,7 @@ from .config import PRISMConfig
 from .experts import ACTIVATIONS, InteractionExperts, expert_names
 from .fusion import AdaptiveFusion, UniformFusion
 from .losses import interaction_losses
-from .masking import unimodal_views
+from .masking import keep_one_modality, unimodal_views
 
 
 class Fuser(nn.Module):
@@ -86,9 +86,7 @@ class PRISMFuser(Fuser):
         s = self.expert_names.index("synergy")
         mu = self.reference()  # (M, D)
         M = modal.shape[-2]
-        keep = torch.eye(M, dtype=torch.bool, device=modal.device)[:, None, :, None]  # (M, 1, M, 1)
-        flat = modal.reshape(-1, M, modal.shape[-1])  # (P, M, D)
-        one_kept = torch.where(keep, flat.unsqueeze(0), mu[None, None])  # (M, P, M, D)
+        one_kept = keep_one_modality(modal.reshape(-1, M, modal.shape[-1]), mu)  # (M, P, M, D)
         parts = self.experts.single(one_kept.flatten(-2), s).sum(dim=0)  # (P, D)
         base = self.experts.single(mu.flatten(), s)  # (D,)
         return full - parts.reshape(full.shape) + (M - 1) * base

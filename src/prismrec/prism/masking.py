@@ -24,8 +24,14 @@ def replacement(modal: torch.Tensor, strategy: str) -> torch.Tensor:
     raise ValueError(f"unknown masking strategy {strategy!r}")
 
 
-def unimodal_views(modal: torch.Tensor, strategy: str) -> torch.Tensor:
-    """All M unimodal views at once. (P, M, D) -> (M, P, M, D); view m keeps only modality m."""
+def keep_one_modality(modal: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """View m keeps modality m and takes every other modality from ``fill`` (broadcastable to
+    (P, M, D)). (P, M, D) -> (M, P, M, D)"""
     M = modal.shape[1]
     keep = torch.eye(M, dtype=torch.bool, device=modal.device)[:, None, :, None]  # (M, 1, M, 1)
-    return torch.where(keep, modal.unsqueeze(0), replacement(modal, strategy).unsqueeze(0))
+    return torch.where(keep, modal.unsqueeze(0), fill.unsqueeze(0))
+
+
+def unimodal_views(modal: torch.Tensor, strategy: str) -> torch.Tensor:
+    """All M unimodal views at once. (P, M, D) -> (M, P, M, D); view m keeps only modality m."""
+    return keep_one_modality(modal, replacement(modal, strategy))
