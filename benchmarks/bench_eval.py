@@ -39,8 +39,8 @@ def main() -> None:
 
     from prismrec.api import build
     from prismrec.config import build_config
-    from prismrec.data.split import trim_left_padding
     from prismrec.evaluation import evaluate
+    from prismrec.evaluation.evaluator import user_batches
     from prismrec.evaluation.metrics import target_ranks
 
     cfg = build_config(overrides=[f"data.path={args.data}"] + args.overrides)
@@ -52,18 +52,13 @@ def main() -> None:
         totals = [evaluate(model.full_sort_scores, split, cfg.eval.ks, batch_size=bs).seconds
                   for _ in range(args.repeats)]
         stages = {"encoder": 0.0, "score_matmul": 0.0, "rank": 0.0}
-        order = torch.argsort((split.inputs != 0).sum(dim=1), stable=True)
         with torch.no_grad():
-            for lo in range(0, len(order), bs):
-                idx = order[lo:lo + bs]
-                (seq,) = trim_left_padding(split.inputs[idx])
+            for idx, seq, hist in user_batches(split, bs):  # the evaluator's own batches
                 t0 = time.perf_counter()
                 h = model.last_hidden(seq)  # what full_sort_scores uses
                 t1 = time.perf_counter()
                 scores = model.score(h)
                 t2 = time.perf_counter()
-                hist = split.history[idx]
-                hist = hist[:, :max(int((hist != 0).sum(dim=1).max()), 1)]
                 target_ranks(scores, split.targets[idx], hist)
                 t3 = time.perf_counter()
                 stages["encoder"] += t1 - t0
