@@ -86,6 +86,12 @@ def test_configuration_doc_is_current():
     assert (REPO / "docs" / "configuration.md").read_text() == markdown()
 
 
+def test_every_config_key_is_documented():
+    from prismrec.confdoc import rows
+    undocumented = [key for key, _, _, doc in rows() if not doc]
+    assert not undocumented, f"config keys without a docstring: {undocumented}"
+
+
 def test_readme_commands_are_the_ci_commands():
     readme = (REPO / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)

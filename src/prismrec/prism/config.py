@@ -33,6 +33,7 @@ class PRISMConfig:
     expert_activation: Literal["gelu", "relu", "tanh"] = "gelu"
     """Activation inside the expert MLPs."""
     expert_dropout: float = 0.1
+    """Dropout inside the expert MLPs (applied after each hidden activation)."""
     synergy_contrast: bool = False
     """Not in the paper. Make the synergy expert output only the *non-additive* part of its MLP f:
     f(x) - sum_m f(x_m, mu_-m) + (M - 1) f(mu), where (x_m, mu_-m) keeps modality m and puts every
@@ -40,7 +41,6 @@ class PRISMConfig:
     that is a sum of per-modality functions gives exactly 0, so the expert can carry only interaction
     between modalities (for M = 2 the double difference f(x1, x2) - f(x1, mu2) - f(mu1, x2) + f(mu1, mu2)).
     Eq. 7's loss alone is also satisfied by a linear mix of both modalities."""
-    """Dropout inside the expert MLPs (applied after each hidden activation)."""
     masking: Literal["random", "zero", "mean"] = "random"
     """How a masked modality is replaced in the unimodal views: ``random`` Gaussian with that modality's
     batch mean/std per dimension, fresh each step (paper's default), ``zero``, or the batch ``mean``."""
