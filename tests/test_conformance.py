@@ -54,8 +54,8 @@ def item_input_overrides(arm: str) -> list[str]:
     return base if arm == "prism" else base + ["model.prism.output_content=true", "model.prism.output_fusion=user"]
 
 
-def make(backbone: str, arm: str, seed: int = 0) -> SequentialRecommender:
-    cfg = build_config(overrides=[f"model.backbone={backbone}", *TINY_MODEL, *item_input_overrides(arm)])
+def make(backbone: str, arm: str, seed: int = 0, extra: tuple[str, ...] = ()) -> SequentialRecommender:
+    cfg = build_config(overrides=[f"model.backbone={backbone}", *TINY_MODEL, *item_input_overrides(arm), *extra])
     torch.manual_seed(seed)
     model = build_model(cfg.model, N_ITEMS, L, cfg.train.loss, features()).eval()
     assert (type(model.item_input).__name__ == "IDEmbedding") == (arm == "id")
@@ -129,6 +129,24 @@ def test_padding_invariance(model):
     real = seq != PAD_ID
     assert torch.allclose(model(seq)[real], model(padded)[:, 5:][real], atol=1e-5)
     assert torch.allclose(model.full_sort_scores(seq), model.full_sort_scores(padded), atol=1e-4)
+
+
+def test_position_ids_count_from_either_end():
+    from prismrec.models.transformer import position_ids
+    real = torch.tensor([[False, False, True, True, True], [True, True, True, True, True]])
+    assert position_ids(real, "from_start")[real].tolist() == [0, 1, 2, 0, 1, 2, 3, 4]
+    assert position_ids(real, "from_end")[real].tolist() == [2, 1, 0, 4, 3, 2, 1, 0]
+    with pytest.raises(ValueError, match="from_end"):
+        position_ids(real, "sideways")
+
+
+@pytest.mark.parametrize("backbone", registered_backbones())
+def test_from_end_positions_keep_causality_and_padding_invariance(backbone):
+    model = make(backbone, "id", extra=("model.positions=from_end",))
+    test_causality(model)
+    test_padding_invariance(model)
+    # and the scheme is really used: the same items give other outputs than with from_start
+    assert not torch.allclose(model(item_seq()), make(backbone, "id")(item_seq()))
 
 
 def test_training_steps_lower_the_loss(model):

@@ -100,6 +100,11 @@ class ModelConfig:
     original code does; ``auto`` = ``sqrt_dim`` for the sparse-update ``bce`` loss (whose item
     embeddings otherwise stay small next to the positions and learn several times slower on Beauty)
     and ``none`` for ``ce`` (the setting of its measured results)."""
+    positions: Literal["from_start", "from_end"] = "from_start"
+    """Which index each item's learned positional embedding gets. ``from_start``: 0 for the oldest
+    item of the window, so position t depends only on items <= t. ``from_end``: 0 for the most recent
+    item, as in SASRec's original right-aligned window; position t then sees how many items follow it
+    (their count, not their identity). Both are independent of the amount of left padding."""
     prism: PRISMConfig = field(default_factory=PRISMConfig)
     """The multimodal item input (PRISM or a naive-fusion baseline); off by default."""
     stosa: STOSAConfig = field(default_factory=STOSAConfig)

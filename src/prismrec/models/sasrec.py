@@ -14,7 +14,7 @@ from ..data.sequences import PAD_ID
 from .base import SequentialRecommender
 from .item_input import ItemInput
 from .registry import register_backbone
-from .transformer import TransformerEncoder, relative_positions
+from .transformer import TransformerEncoder, position_ids
 
 
 class SASRec(SequentialRecommender):
@@ -26,12 +26,13 @@ class SASRec(SequentialRecommender):
         self.emb_dropout = nn.Dropout(cfg.dropout)
         scale = cfg.input_scale if cfg.input_scale != "auto" else ("sqrt_dim" if loss == "bce" else "none")
         self.input_scale = cfg.hidden_dim ** 0.5 if scale == "sqrt_dim" else 1.0
+        self.positions = cfg.positions
         self.encoder = TransformerEncoder(cfg.hidden_dim, cfg.num_layers, cfg.num_heads, cfg.dropout, cfg.ffn_mult)
 
     def encode_inputs(self, inputs: torch.Tensor, item_seq: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """(B, L, D), (B, L) -> (B, L, D), or (B, 1, D) with ``last_only``."""
         padding_mask = item_seq != PAD_ID  # (B, L)
-        x = inputs * self.input_scale + self.position(relative_positions(padding_mask))  # (B, L, D)
+        x = inputs * self.input_scale + self.position(position_ids(padding_mask, self.positions))  # (B, L, D)
         x = self.emb_dropout(x) * padding_mask.unsqueeze(-1)  # padding stays zero
         return self.encoder(x, padding_mask, last_only)  # (B, L, D) or (B, 1, D)
 

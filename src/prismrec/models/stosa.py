@@ -37,7 +37,7 @@ from .item_input import AuxContext, IDEmbedding, ItemInput
 from .registry import register_backbone
 from .stochastic_attention import (StochasticBlock, elu_plus_one, pairwise_wasserstein_distance,
                                    wasserstein_distance)
-from .transformer import attention_mask, relative_positions
+from .transformer import attention_mask, position_ids
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class STOSA(SequentialRecommender):
         self.needs_negatives = stosa.loss == "bpr_pvn"
         D = cfg.hidden_dim
         self.cov_input = item_input.sibling(IDEmbedding(num_items, D))  # covariance stream, shares PRISM parts
+        self.positions = cfg.positions
         self.mean_position = nn.Embedding(max_seq_len, D)
         self.cov_position = nn.Embedding(max_seq_len, D)
         for table in (self.mean_position, self.cov_position):
@@ -77,7 +78,7 @@ class STOSA(SequentialRecommender):
         if cov_inputs is None:
             cov_inputs = self.cov_input(item_seq)  # (B, L, D)
         padding_mask = item_seq != PAD_ID  # (B, L)
-        positions = relative_positions(padding_mask)  # (B, L)
+        positions = position_ids(padding_mask, self.positions)  # (B, L)
         keep = padding_mask.unsqueeze(-1)  # (B, L, 1) padding stays zero
         mean = self.emb_dropout(self.mean_ln(inputs + self.mean_position(positions))) * keep  # (B, L, D)
         cov = self.emb_dropout(self.cov_ln(cov_inputs + self.cov_position(positions))) * keep  # (B, L, D)

@@ -83,3 +83,18 @@ def relative_positions(padding_mask: torch.Tensor) -> torch.Tensor:
     ``<= t`` (counting from the end would reveal how many items follow). (B, L) -> (B, L)
     """
     return (padding_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def position_ids(padding_mask: torch.Tensor, scheme: str) -> torch.Tensor:
+    """Positional-embedding index of each position, (B, L) -> (B, L).
+
+    ``from_start``: :func:`relative_positions`. ``from_end``: how many real items follow (the most
+    recent item is 0), which is what SASRec's original code gets from its right-aligned fixed window
+    (the most recent item always sits in the last slot). Both ignore the amount of left padding;
+    ``from_end`` makes position t see how many items follow it (their count, never their identity).
+    """
+    if scheme == "from_start":
+        return relative_positions(padding_mask)
+    if scheme == "from_end":
+        return (padding_mask.long().flip(1).cumsum(dim=1).flip(1) - 1).clamp(min=0)
+    raise ValueError(f"unknown position scheme {scheme!r}; expected 'from_start' or 'from_end'")
