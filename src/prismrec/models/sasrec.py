@@ -12,6 +12,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..data.sequences import PAD_ID
 from .base import SequentialRecommender
+from .dropout import Dropout
 from .item_input import ItemInput
 from .registry import register_backbone
 from .transformer import TransformerEncoder, position_ids
@@ -23,7 +24,7 @@ class SASRec(SequentialRecommender):
         super().__init__(item_input, num_items, max_seq_len, loss)
         self.position = nn.Embedding(max_seq_len, cfg.hidden_dim)
         nn.init.normal_(self.position.weight, std=0.02)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         scale = cfg.input_scale if cfg.input_scale != "auto" else ("sqrt_dim" if loss == "bce" else "none")
         self.input_scale = cfg.hidden_dim ** 0.5 if scale == "sqrt_dim" else 1.0
         self.positions = cfg.positions

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout
+
 
 def elu_plus_one(x: torch.Tensor) -> torch.Tensor:
     """Positive map used for every covariance (STOSA §3.1): ELU(x) + 1 > 0."""
@@ -62,7 +64,7 @@ class WassersteinSelfAttention(nn.Module):
         self.cov_qkv = nn.Linear(hidden_dim, 3 * hidden_dim)
         self.mean_out = nn.Linear(hidden_dim, hidden_dim)
         self.cov_out = nn.Linear(hidden_dim, hidden_dim)
-        self.attn_dropout = nn.Dropout(dropout)
+        self.attn_dropout = Dropout(dropout)
 
     def forward(self, mean: torch.Tensor, cov: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mean, cov: (B, L, D); mask: (B, 1, L, L) True where query i may attend key j."""
@@ -90,7 +92,7 @@ class GaussianFeedForward(nn.Module):
     def __init__(self, hidden_dim: int, ffn_mult: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(hidden_dim, ffn_mult * hidden_dim), nn.GELU(),
-                                 nn.Linear(ffn_mult * hidden_dim, hidden_dim), nn.Dropout(dropout))
+                                 nn.Linear(ffn_mult * hidden_dim, hidden_dim), Dropout(dropout))
         self.ln = nn.LayerNorm(hidden_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +105,7 @@ class StochasticBlock(nn.Module):
     def __init__(self, hidden_dim: int, num_heads: int, dropout: float, ffn_mult: int) -> None:
         super().__init__()
         self.attn = WassersteinSelfAttention(hidden_dim, num_heads, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.mean_ln = nn.LayerNorm(hidden_dim)
         self.cov_ln = nn.LayerNorm(hidden_dim)
         self.mean_ffn = GaussianFeedForward(hidden_dim, ffn_mult, dropout)

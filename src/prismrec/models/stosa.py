@@ -33,10 +33,15 @@ from ..backbone_config import STOSAConfig
 from ..config import ConfigError, ModelConfig
 from ..data.sequences import PAD_ID
 from .base import LossOutput, SequentialRecommender, TrainBatch
+from .dropout import Dropout
 from .item_input import AuxContext, IDEmbedding, ItemInput
 from .registry import register_backbone
-from .stochastic_attention import (StochasticBlock, elu_plus_one, pairwise_wasserstein_distance,
-                                   wasserstein_distance)
+from .stochastic_attention import (
+    StochasticBlock,
+    elu_plus_one,
+    pairwise_wasserstein_distance,
+    wasserstein_distance,
+)
 from .transformer import attention_mask, position_ids
 
 log = logging.getLogger(__name__)
@@ -67,7 +72,7 @@ class STOSA(SequentialRecommender):
             nn.init.normal_(table.weight, std=0.02)
         self.mean_ln = nn.LayerNorm(D)
         self.cov_ln = nn.LayerNorm(D)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(StochasticBlock(D, cfg.num_heads, cfg.dropout, cfg.ffn_mult)
                                     for _ in range(cfg.num_layers))
 

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout
+
 
 def attention_mask(padding_mask: torch.Tensor) -> torch.Tensor:
     """Boolean mask ``(B, 1, L, L)``: True where query ``i`` may attend key ``j``.
@@ -47,9 +49,9 @@ class TransformerBlock(nn.Module):
         self.ln1 = nn.LayerNorm(hidden_dim)
         self.attn = CausalSelfAttention(hidden_dim, num_heads, dropout)
         self.ln2 = nn.LayerNorm(hidden_dim)
-        self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_mult * hidden_dim), nn.GELU(), nn.Dropout(dropout),
+        self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_mult * hidden_dim), nn.GELU(), Dropout(dropout),
                                  nn.Linear(ffn_mult * hidden_dim, hidden_dim))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """(B, L, D) -> (B, L, D); ``last_only``: only the last position's output, (B, 1, D)."""

@@ -10,6 +10,8 @@ import math
 import torch
 from torch import nn
 
+from ..models.dropout import Dropout
+
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
 
@@ -41,7 +43,7 @@ class InteractionExperts(nn.Module):
             self.weights.append(nn.Parameter(torch.empty(E, d_in, d_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(E, d_out).uniform_(-bound, bound)))
         self.act = ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     @property
     def num_experts(self) -> int:

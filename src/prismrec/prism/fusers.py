@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data.sequences import PAD_ID
+from ..models.dropout import Dropout
 from ..models.item_input import AuxContext
 from .config import PRISMConfig
 from .experts import ACTIVATIONS, InteractionExperts, expert_names
@@ -146,7 +147,7 @@ class ConcatFuser(Fuser):
     def __init__(self, num_modalities: int, hidden_dim: int, width: int, activation: str, dropout: float) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(num_modalities * hidden_dim, width), ACTIVATIONS[activation](),
-                                 nn.Dropout(dropout), nn.Linear(width, hidden_dim))
+                                 Dropout(dropout), nn.Linear(width, hidden_dim))
 
     def item_part(self, modal):
         return self.mlp(modal.flatten(-2))  # (..., D)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..models.dropout import Dropout
+
 
 def pooled_context(x: torch.Tensor, padding_mask: torch.Tensor, scope: str) -> torch.Tensor:
     """Masked mean over the history. x (B, L, F), padding_mask (B, L) -> (B, L, F)"""
@@ -26,7 +28,7 @@ class AdaptiveFusion(nn.Module):
                  temperature: float, scope: str) -> None:
         super().__init__()
         width = fusion_hidden or 2 * hidden_dim
-        self.mlp = nn.Sequential(nn.Linear((num_experts + 1) * hidden_dim, width), nn.GELU(), nn.Dropout(dropout),
+        self.mlp = nn.Sequential(nn.Linear((num_experts + 1) * hidden_dim, width), nn.GELU(), Dropout(dropout),
                                  nn.Linear(width, num_experts))
         self.temperature, self.scope = temperature, scope
 
@@ -60,7 +62,7 @@ class QueryFusion(nn.Module):
                  temperature: float) -> None:
         super().__init__()
         width = fusion_hidden or 2 * hidden_dim
-        self.mlp = nn.Sequential(nn.Linear(hidden_dim, width), nn.GELU(), nn.Dropout(dropout),
+        self.mlp = nn.Sequential(nn.Linear(hidden_dim, width), nn.GELU(), Dropout(dropout),
                                  nn.Linear(width, num_experts))
         self.temperature = temperature
 
