@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .ops import gather_rows
+
 
 @dataclass
 class AuxContext:
@@ -54,7 +56,7 @@ class ItemInput(nn.Module):
         """Keys of ``items`` (any shape -> (..., K)), or of every row (N + 1, K) when None. An input
         whose keys are computed (content) computes only the rows asked for."""
         table = self.output_embeddings()
-        return table if items is None else table[items]
+        return table if items is None else gather_rows(table, items)
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
         """Extra training losses (e.g. PRISM's interaction losses). Plain inputs have none."""

@@ -35,6 +35,7 @@ from ..data.sequences import PAD_ID
 from .base import LossOutput, SequentialRecommender, TrainBatch
 from .dropout import Dropout
 from .item_input import AuxContext, IDEmbedding, ItemInput
+from .ops import gather_rows
 from .registry import register_backbone
 from .stochastic_attention import (
     StochasticBlock,
@@ -97,7 +98,7 @@ class STOSA(SequentialRecommender):
         """Mean and positive covariance of ``items`` (any shape), or of every row when None: (..., D) x2"""
         mean, cov = self.item_input.output_embeddings(), self.cov_input.output_embeddings()  # (N + 1, D) x2
         if items is not None:
-            mean, cov = mean[items], cov[items]
+            mean, cov = gather_rows(mean, items), gather_rows(cov, items)
         return mean, elu_plus_one(cov)
 
     def _distance_to_table(self, hidden: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 from ..data.sequences import PAD_ID
 from ..models.dropout import Dropout
 from ..models.item_input import AuxContext
+from ..models.ops import gather_rows
 from .config import PRISMConfig
 from .experts import ACTIVATIONS, InteractionExperts, expert_names
 from .fusion import AdaptiveFusion, UniformFusion
@@ -39,7 +40,7 @@ class Fuser(nn.Module):
              padding_mask: torch.Tensor) -> torch.Tensor:
         """Per-position multimodal embedding (B, L, D) from per-distinct-item parts (U, ...) and ID
         embeddings (U, D); ``where`` (B, L) indexes the rows, ``padding_mask`` (B, L) marks real items."""
-        return item_part[where]
+        return gather_rows(item_part, where)
 
     def item_content(self, modal: torch.Tensor) -> torch.Tensor:
         """User-independent content embedding per item. (..., M, D) -> (..., D)"""
@@ -99,7 +100,7 @@ class PRISMFuser(Fuser):
 
     def fuse(self, item_part, id_items, where, padding_mask):
         w = self.fusion(item_part, id_items, where, padding_mask)  # (B, L, E)  Eq. 10
-        return torch.einsum("ble,bled->bld", w, item_part[where])  # (B, L, D)  Eq. 11
+        return torch.einsum("ble,bled->bld", w, gather_rows(item_part, where))  # (B, L, D)  Eq. 11
 
     def interaction_losses(self, encode_items, ctx, id_emb, combine, batch_items=None):
         if not any(self.loss_weights.values()):

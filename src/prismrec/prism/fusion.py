@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..models.dropout import Dropout
+from ..models.ops import gather_rows
 
 
 def pooled_context(x: torch.Tensor, padding_mask: torch.Tensor, scope: str) -> torch.Tensor:
@@ -42,7 +43,7 @@ class AdaptiveFusion(nn.Module):
         per distinct item and the pooling runs over its narrower output."""
         first, rest = self.mlp[0], self.mlp[1:]
         z = torch.cat([experts.flatten(-2), id_items], dim=-1) @ first.weight.T  # (U, width), no bias
-        ctx = pooled_context(z[where], padding_mask, self.scope) + first.bias  # (B, L, width)
+        ctx = pooled_context(gather_rows(z, where), padding_mask, self.scope) + first.bias  # (B, L, width)
         return torch.softmax(rest(ctx) / self.temperature, dim=-1)  # (B, L, E)
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..data.sequences import PAD_ID
 from ..models.item_input import AuxContext, ItemInput
+from ..models.ops import gather_rows
 from .config import PRISMConfig
 from .fusers import Fuser, PRISMFuser, build_fuser
 from .fusion import QueryFusion
@@ -80,7 +81,7 @@ class MultimodalItemInput(ItemInput):
         mm = self.fuser.fuse(per_item, id_items, where, item_seq != PAD_ID)  # (B, L, D)
         if self.training and torch.is_grad_enabled():
             self._batch_items = (item_seq, (items, modal, per_item))
-        return self.combine(id_items[where], self.content_norm(mm))  # (B, L, D)
+        return self.combine(gather_rows(id_items, where), self.content_norm(mm))  # (B, L, D)
 
     def output_embeddings(self) -> torch.Tensor:
         """The shared item table: ID embeddings, plus one fused content embedding per item with
@@ -116,7 +117,7 @@ class MultimodalItemInput(ItemInput):
             keys = torch.cat([table[uniq], experts.flatten(-2)], dim=-1)  # (U, (E + 1) D)
         else:
             keys = table[uniq] + self.content_norm(self.fuser.item_content(modal)) * real  # (U, D)
-        return keys if where is None else keys[where]
+        return keys if where is None else gather_rows(keys, where)
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
         cached, self._batch_items = self._batch_items, None

@@ -1,0 +1,92 @@
+"""Training-time overhead of one configuration over another, measured with interleaved epochs.
+
+    python benchmarks/bench_overhead.py --data ~/.cache/prismrec/datasets/amazon_beauty --loss ce \
+        --arm sasrec= --arm prism=model.prism.enabled=true [--epochs 3] [--threads 2] [--name NAME]
+
+Builds every arm's model in one process and trains them in turn, one full epoch each, for
+``--epochs`` rounds (after one untimed warm-up epoch per arm): arm A epoch 1, arm B epoch 1, arm A
+epoch 2, ... On a shared or frequency-scaled VM whose speed drifts over minutes, timing arms in
+separate processes minutes apart mixes the drift into the ratio; interleaving exposes every arm to
+the same drift. Reports seconds per epoch per arm (median and every epoch), and each arm's ratio to
+the first arm (ratio of medians, and min-max of the per-round ratios), for wall time and for the
+process's CPU time (``time.process_time``: not advanced while the VM's CPU is stolen by other guests,
+so it is the steadier measure with ``--threads 1``). Writes
+benchmarks/results/<name>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
+
+def parse_arm(text: str) -> tuple[str, list[str]]:
+    name, _, sets = text.partition("=")
+    if not name:
+        raise SystemExit(f"--arm {text!r}: expected NAME=key=value[,key=value...] (or NAME= for defaults)")
+    return name, [s for s in sets.split(",") if s]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="dataset path (a prepared folder for multimodal arms)")
+    ap.add_argument("--loss", default="ce", choices=["ce", "bce"], help="training loss for every arm")
+    ap.add_argument("--arm", action="append", required=True,
+                    help="NAME=overrides, comma-separated (e.g. prism=model.prism.enabled=true); the first "
+                         "arm is the reference of the ratios; repeat for more arms")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="overrides for every arm")
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs per arm (interleaved rounds)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--name", default=None, help="result file name (default overhead_<loss>)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from prismrec.api import build
+    from prismrec.config import build_config
+    from prismrec.training import Trainer
+
+    arms = [parse_arm(a) for a in args.arm]
+    trainers = {}
+    for name, sets in arms:
+        cfg = build_config(overrides=[f"data.path={args.data}", f"train.loss={args.loss}", "train.device=cpu",
+                                      *args.overrides, *sets])
+        run = build(cfg)
+        trainers[name] = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+        trainers[name].train_epoch(0)  # warm-up (allocator, kernels), untimed
+    times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name, _ in arms}
+    for epoch in range(1, args.epochs + 1):
+        for name, trainer in trainers.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            trainer.train_epoch(epoch)
+            times[name]["wall"].append(time.perf_counter() - w0)
+            times[name]["cpu"].append(time.process_time() - c0)
+            print(f"round {epoch}: {name} {times[name]['wall'][-1]:.2f} s wall, {times[name]['cpu'][-1]:.2f} s CPU",
+                  flush=True)
+    ref = arms[0][0]
+    results = {}
+    for name, _ in arms:
+        results[name] = {"num_parameters": sum(p.numel() for p in trainers[name].model.parameters())}
+        for clock in ("wall", "cpu"):
+            mine, base = times[name][clock], times[ref][clock]
+            per_round = [t / r for t, r in zip(mine, base)]
+            ratio = statistics.median(mine) / statistics.median(base)
+            results[name][clock] = {"seconds_per_epoch_median": statistics.median(mine), "epoch_seconds": mine,
+                                    "ratio_to_" + ref: ratio, "per_round_ratio_min": min(per_round),
+                                    "per_round_ratio_max": max(per_round)}
+            print(f"{name} ({clock}): {statistics.median(mine):.2f} s/epoch (median of {args.epochs}), "
+                  f"{ratio:.2f}x {ref} (rounds {min(per_round):.2f}-{max(per_round):.2f})")
+    path = write_result(args.name or f"overhead_{args.loss}",
+                        {"data": args.data, "loss": args.loss, "arms": dict(arms), "overrides": args.overrides,
+                         "threads": args.threads, "results": results})
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
