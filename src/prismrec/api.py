@@ -4,9 +4,11 @@ Experiments and the CLI are clients of these functions.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import platform
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import ExperimentConfig, build_config, save_config
+from .config import RESUMABLE_CHANGES, ConfigError, ExperimentConfig, build_config, save_config
 from .data import LeaveOneOut, RecDataset, load_dataset
 from .data.sequences import DataError
 from .data.split import pad_history
@@ -22,6 +24,7 @@ from .evaluation import EvalResult, evaluate
 from .models import SequentialRecommender, build_model
 from .training import Trainer, resolve_device
 from .training.checkpoint import load_weights, save_weights, write_json
+from .training.resume import RESUME_DIR
 from .training.trainer import peak_memory_mb, seed_everything
 
 
@@ -91,22 +94,27 @@ def default_run_dir(cfg: ExperimentConfig, dataset: RecDataset) -> Path:
 
 
 def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progress: bool = True,
-          dataset: RecDataset | None = None) -> Run:
+          dataset: RecDataset | None = None, resume: bool = False) -> Run:
     """Train, early-stop on validation, restore the best state, evaluate on test, save the run.
 
     The run directory receives ``config.yaml`` (resolved), ``model.safetensors``,
-    ``metrics.jsonl`` (one line per epoch), ``summary.json`` and ``ranks.npz`` (each user's
-    valid/test target rank, for paired significance tests).
+    ``metrics.jsonl`` (one line per epoch), ``summary.json``, ``ranks.npz`` (each user's
+    valid/test target rank, for paired significance tests) and, with ``train.resume_state``,
+    ``resume/`` (see :func:`resume`). ``resume=True`` continues the run saved in ``output_dir``
+    (use :func:`resume`, which also checks the config).
     """
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     run = build(cfg, dataset)
     run_dir = Path(output_dir) if output_dir else default_run_dir(cfg, run.dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    if not resume:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)  # a previous run's state must not be resumed
     save_config(cfg, run_dir / "config.yaml")
-    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress)
-    fit = trainer.fit()
+    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress,
+                      tags={"item_map_fingerprint": run.dataset.item_map_fingerprint()})
+    fit = trainer.fit(resume=resume)
     valid = run.evaluate("valid")
     test = run.evaluate("test")
     save_weights(run.model, run_dir, metadata={"prismrec_version": __version__,
@@ -139,6 +147,34 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
                         user_ids=run.dataset.sequences.user_ids)
     run.run_dir, run.summary = run_dir, summary
     return run
+
+
+def resume(run_dir: str | Path, overrides: list[str] | None = None, *, progress: bool = True) -> Run:
+    """Continue the run in ``run_dir`` from the end of its last finished epoch (its ``resume/``
+    state), then finish it like :func:`train` (best state, evaluation, summary). ``overrides``
+    (``section.key=value``) may change only :data:`RESUMABLE_CHANGES`, e.g. a new time limit, more
+    epochs or more patience; the rest of the saved config is what the run was trained with.
+    On CPU the result equals that of an uninterrupted run with the final settings."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml (is this a prismrec run directory?)")
+    saved = dict(_leaves(build_config(run_dir / "config.yaml")))
+    cfg = build_config(run_dir / "config.yaml", overrides=overrides)
+    refused = [k for k, v in _leaves(cfg) if v != saved[k] and k not in RESUMABLE_CHANGES]
+    if refused:
+        raise ConfigError(f"cannot change {', '.join(refused)} when resuming {run_dir} (the run was trained with "
+                          f"the saved config); keys that may change: {', '.join(RESUMABLE_CHANGES)}")
+    return train(cfg, run_dir, progress=progress, resume=True)
+
+
+def _leaves(cfg, prefix: str = ""):
+    """(dotted key, value) for every leaf of a config dataclass."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value
 
 
 def load_run(run_dir: str | Path, device: str | None = None, data_path: str | None = None) -> Run:

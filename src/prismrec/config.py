@@ -158,6 +158,11 @@ class TrainConfig:
     """``auto`` uses CUDA when available."""
     num_threads: int = 0
     """torch intra-op threads on CPU (0 = torch default)."""
+    resume_state: bool = True
+    """After every epoch, save what ``prismrec train --resume DIR`` needs to continue the run exactly
+    where it stopped (time limit, interrupt, crash, or more epochs wanted) in DIR/resume/: current and
+    best weights (safetensors), optimizer state, random-number-generator states and the epoch history.
+    Costs one write of about 4x the model's size per epoch."""
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.lr must be > 0")
@@ -201,6 +206,11 @@ class ExperimentConfig:
                and self.train.metric.split("@")[-1].isdigit()
                and int(self.train.metric.split("@")[-1]) in self.eval.ks,
                f"train.metric {self.train.metric!r} must be HR@K, NDCG@K or MRR@K with K in eval.ks {self.eval.ks}")
+
+
+#: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
+RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.time_limit_minutes", "train.device",
+                     "train.num_threads", "eval.batch_size", "data.path")
 
 
 def _check(cond: bool, message: str) -> None:

@@ -7,6 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
+from ..config import RESUMABLE_CHANGES
+
 CONFIG_HELP = """\
 Configuration: defaults <- --config YAML <- --data/--device flags <- --set overrides.
 Sections and keys (`prismrec config` prints every key with its default and meaning):
@@ -26,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a sequential recommender with early stopping on validation, restore "
                                    "the best epoch, evaluate on test, and save the run. Ctrl-C or SIGTERM stops training early "
                                    "the same way (best epoch restored, tested and saved; stop_reason "
-                                   "\"interrupted\"); a second interrupt aborts.\n\n" + CONFIG_HELP,
+                                   "\"interrupted\"); a second interrupt aborts. After every epoch the run directory's "
+                                   "resume/ folder holds what --resume needs to continue the run exactly (e.g. after a "
+                                   "time limit, an interrupt or a crash; train.resume_state).\n\n" + CONFIG_HELP,
                        formatter_class=fmt)
     p.add_argument("--config", metavar="FILE.yaml", help="YAML recipe; lists only what differs from defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -37,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="same as --set train.device=...")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last finished epoch with its saved "
+                   "config; --set may change only " + ", ".join(RESUMABLE_CHANGES) + " (e.g. --set "
+                   "train.time_limit_minutes=60); not with --config or --output-dir")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="re-evaluate a saved run (reproduces its summary numbers)",
@@ -76,22 +83,31 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..api import train
-    from ..config import build_config
+    from ..api import resume, train
+    from ..config import ConfigError, build_config
 
-    extra: dict = {}
-    if args.data:
-        extra.setdefault("data", {})["path"] = args.data
-    if args.device:
-        extra.setdefault("train", {})["device"] = args.device
-    cfg = build_config(args.config, args.overrides, extra)
-    if cfg.data.path is None and not args.quiet:
-        print("data: embedded SYNTHETIC world (planted multimodal structure; not real data)", file=sys.stderr)
+    if args.resume:
+        if args.config or args.output_dir:
+            raise ConfigError("--resume continues a saved run with its own config and directory: "
+                              "drop --config / --output-dir")
+        sets = ([f"data.path={args.data}"] if args.data else []) + \
+            ([f"train.device={args.device}"] if args.device else []) + args.overrides
+        job = lambda: resume(args.resume, sets, progress=not args.quiet)  # noqa: E731
+    else:
+        extra: dict = {}
+        if args.data:
+            extra.setdefault("data", {})["path"] = args.data
+        if args.device:
+            extra.setdefault("train", {})["device"] = args.device
+        cfg = build_config(args.config, args.overrides, extra)
+        if cfg.data.path is None and not args.quiet:
+            print("data: embedded SYNTHETIC world (planted multimodal structure; not real data)", file=sys.stderr)
+        job = lambda: train(cfg, args.output_dir, progress=not args.quiet)  # noqa: E731
     # SIGTERM (e.g. a job scheduler's stop) ends training like Ctrl-C: the best epoch so far is
     # restored, evaluated and saved (summary.json: "stop_reason": "interrupted")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        run = train(cfg, args.output_dir, progress=not args.quiet)
+        run = job()
     finally:
         signal.signal(signal.SIGTERM, previous)
     s = run.summary
@@ -100,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"dataset {s['dataset']}  backbone {s['backbone']}  loss {s['loss']}  best epoch {s['best_epoch']}/"
               f"{s['epochs_run']}  {s['seconds_per_epoch']:.2f} s/epoch  eval {s['eval_seconds']:.2f} s")
-        print(format_table(s, cfg.eval.ks))
+        print(format_table(s, run.config.eval.ks))
         print(f"run saved to {run.run_dir}")
     return 0
 

@@ -5,6 +5,7 @@ The trainer owns devices and data movement; models only see tensors.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import resource
 import sys
@@ -15,11 +16,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..config import EvalConfig, TrainConfig
+from ..config import ConfigError, EvalConfig, TrainConfig
 from ..data.split import LeaveOneOut, trim_left_padding
 from ..evaluation import EvalResult, evaluate
 from ..models.base import SequentialRecommender, TrainBatch
 from .checkpoint import append_jsonl
+from .resume import RESUME_DIR, TrainingState, load_training_state, save_training_state
 from .sampling import sample_negatives
 
 
@@ -55,10 +57,13 @@ class FitResult:
 
 class Trainer:
     def __init__(self, model: SequentialRecommender, data: LeaveOneOut, cfg: TrainConfig, eval_cfg: EvalConfig,
-                 device: torch.device, run_dir: str | Path | None = None, progress: bool = True) -> None:
+                 device: torch.device, run_dir: str | Path | None = None, progress: bool = True,
+                 tags: dict[str, str] | None = None) -> None:
         self.model, self.data, self.cfg, self.eval_cfg = model, data, cfg, eval_cfg
         self.device, self.progress = device, progress
         self.metrics_path = Path(run_dir) / "metrics.jsonl" if run_dir else None
+        self.resume_dir = Path(run_dir) / RESUME_DIR if run_dir and cfg.resume_state else None
+        self.tags = dict(tags or {})  # saved with the resume state and checked when resuming
         self.model.to(device)
         params = [p for p in model.parameters() if p.requires_grad]
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -120,6 +125,13 @@ class Trainer:
         perm = torch.randperm(len(batches), generator=self.generator)
         return [batches[i] for i in perm.tolist()]
 
+    def _generators(self) -> dict[str, torch.Generator]:
+        """Every generator the loop draws from besides the global one (saved for resuming)."""
+        gens = {"trainer": self.generator}
+        if self.device.type != "cpu":
+            gens["trainer_device"] = self._device_generator()
+        return gens
+
     def _device_generator(self) -> torch.Generator:
         if self.device.type == "cpu":
             return self.generator
@@ -135,40 +147,65 @@ class Trainer:
                         device=self.device)
 
     # ------------------------------------------------------------------ fit
-    def fit(self) -> FitResult:
-        best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
-        bad_evals, epoch_times, history = 0, [], []
+    def fit(self, resume: bool = False) -> FitResult:
+        """Train until early stopping, ``train.epochs`` or the time limit; restore the best state.
+
+        ``resume``: continue from the state saved in the run directory's ``resume/`` folder after the
+        last finished epoch (see ``train.resume_state``), exactly as if training had not stopped.
+        """
+        st = TrainingState()
+        if resume:
+            if self.metrics_path is None:
+                raise ValueError("resuming needs the run directory")
+            st = load_training_state(self.metrics_path.parent / RESUME_DIR, self.model, self.optimizer,
+                                     self._generators(), self.device, self.tags)
+            if st.bad_evals >= self.cfg.patience:
+                raise ConfigError(f"the run already stopped by early stopping after epoch {st.epoch} "
+                                 f"({st.bad_evals} evaluations without improvement); raise train.patience "
+                                 f"above {st.bad_evals} to continue it")
+            if st.epoch >= self.cfg.epochs:
+                raise ConfigError(f"the run already trained {st.epoch} epochs (train.epochs = {self.cfg.epochs}); "
+                                 f"raise train.epochs to continue it")
+            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in st.history))
+            tqdm.write(f"resuming after epoch {st.epoch} (best {self.cfg.metric} {st.best_score:.4f} @ "
+                       f"{st.best_epoch})", file=sys.stderr)
         stopped_early, stop_reason = False, "max_epochs"
-        epoch = 0
+        epoch = st.epoch
         t_start = time.perf_counter()
         try:
-            for epoch in range(1, self.cfg.epochs + 1):
+            for epoch in range(st.epoch + 1, self.cfg.epochs + 1):
                 t0 = time.perf_counter()
                 losses = self.train_epoch(epoch)
-                epoch_times.append(time.perf_counter() - t0)
-                record = {"epoch": epoch, **losses, "train_seconds": round(epoch_times[-1], 3)}
+                st.epoch_times.append(time.perf_counter() - t0)
+                record = {"epoch": epoch, **losses, "train_seconds": round(st.epoch_times[-1], 3)}
                 if epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs:
                     res = self.evaluate("valid")
                     record["valid"] = res.metrics
                     record["eval_seconds"] = round(res.seconds, 3)
                     if self.eval_cfg.track_test:
                         record["test"] = self.evaluate("test").metrics
-                    record["elapsed_train_seconds"] = round(sum(epoch_times), 3)
+                    record["elapsed_train_seconds"] = round(sum(st.epoch_times), 3)
                     score = res.metrics[self.cfg.metric]
-                    if score > best_score:
-                        best_score, best_epoch, best_valid = score, epoch, res.metrics
-                        best_state = copy.deepcopy(self.model.state_dict())
-                        bad_evals = 0
+                    if score > st.best_score:
+                        st.best_score, st.best_epoch, st.best_valid = score, epoch, res.metrics
+                        st.best_state = copy.deepcopy(self.model.state_dict())
+                        st.bad_evals = 0
                     else:
-                        bad_evals += 1
+                        st.bad_evals += 1
                     if self.progress:
                         tqdm.write(f"epoch {epoch:3d}  loss {losses['loss']:.4f}  valid {self.cfg.metric} "
-                                   f"{score:.4f}  (best {best_score:.4f} @ {best_epoch})  {epoch_times[-1]:.1f}s",
-                                   file=sys.stderr)
-                history.append(record)
+                                   f"{score:.4f}  (best {st.best_score:.4f} @ {st.best_epoch})  "
+                                   f"{st.epoch_times[-1]:.1f}s", file=sys.stderr)
+                st.history.append(record)
+                st.epoch = epoch
+                if self.resume_dir is not None:
+                    st.elapsed_seconds = st.previous_seconds + time.perf_counter() - t_start
+                    st.tags = self.tags
+                    save_training_state(self.resume_dir, st, self.model, self.optimizer, self._generators(),
+                                        self.device)
                 if self.metrics_path:
                     append_jsonl(record, self.metrics_path)
-                if bad_evals >= self.cfg.patience:
+                if st.bad_evals >= self.cfg.patience:
                     stopped_early, stop_reason = True, "early_stopping"
                     break
                 if self.cfg.time_limit_minutes > 0 and time.perf_counter() - t_start > 60 * self.cfg.time_limit_minutes:
@@ -176,12 +213,12 @@ class Trainer:
                     break
         except KeyboardInterrupt:  # Ctrl-C (or SIGTERM via the CLI): keep what was learned
             stopped_early, stop_reason = True, "interrupted"
-            epoch = len(epoch_times)  # epochs whose training finished
-            tqdm.write(f"interrupted after {epoch} finished epoch(s): restoring the best epoch ({best_epoch}) "
+            epoch = st.epoch  # epochs whose training finished
+            tqdm.write(f"interrupted after {epoch} finished epoch(s): restoring the best epoch ({st.best_epoch}) "
                        f"and evaluating it (interrupt again to abort)", file=sys.stderr)
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        return FitResult(best_epoch=best_epoch, epochs_run=epoch, best_valid=best_valid,
-                         seconds_per_epoch=sum(epoch_times) / max(len(epoch_times), 1),
-                         train_seconds=time.perf_counter() - t_start, history=history,
+        if st.best_state is not None:
+            self.model.load_state_dict(st.best_state)
+        return FitResult(best_epoch=st.best_epoch, epochs_run=epoch, best_valid=st.best_valid,
+                         seconds_per_epoch=sum(st.epoch_times) / max(len(st.epoch_times), 1),
+                         train_seconds=time.perf_counter() - t_start + st.previous_seconds, history=st.history,
                          stopped_early=stopped_early, stop_reason=stop_reason)

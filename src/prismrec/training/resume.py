@@ -1,0 +1,116 @@
+"""Resumable training: what the trainer saves after every epoch and how it is restored.
+
+``<run>/resume/`` holds
+
+* ``model.safetensors``: the weights after the last finished epoch (not the best ones);
+* ``best.safetensors``: the best weights so far (absent before the first improvement);
+* ``optimizer.pt``: the optimizer's state dict, read back with ``torch.load(weights_only=True)``
+  (tensors, numbers and lists only: nothing is unpickled into objects);
+* ``rng.safetensors``: the global CPU (and CUDA) generator states and the trainer's shuffling
+  generator, so batches, negatives, dropout and masking continue the same random streams;
+* ``state.json``: epoch, early-stopping counters, best metrics, per-epoch times and the metrics history.
+
+Everything is written to ``resume.tmp/`` and then swapped in, so a run killed while saving keeps
+the previous epoch's complete state. Resuming from it gives the same weights and metrics as an
+uninterrupted run on CPU (tested); CUDA kernels are not bitwise deterministic.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import ConfigError
+from ..data.sequences import DataError
+
+RESUME_DIR = "resume"
+STATE_VERSION = 1
+
+
+@dataclass
+class TrainingState:
+    """The trainer's loop state between epochs."""
+
+    epoch: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_evals: int = 0
+    epoch_times: list[float] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    previous_seconds: float = 0.0
+    """Training wall time of earlier invocations (up to their last saved epoch)."""
+    elapsed_seconds: float = 0.0
+    """Training wall time up to the last finished epoch, all invocations."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """What the run was trained on (e.g. the dataset's item-map fingerprint), checked on resume."""
+
+
+def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def save_training_state(directory: Path, st: TrainingState, model: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator],
+                        device: torch.device) -> None:
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_tensors(model.state_dict()), str(tmp / "model.safetensors"))
+    if st.best_state is not None:
+        save_file(_tensors(st.best_state), str(tmp / "best.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    rng = {"cpu": torch.get_rng_state(), **{f"gen_{k}": g.get_state() for k, g in generators.items()}}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    save_file(rng, str(tmp / "rng.safetensors"))
+    meta = {"version": STATE_VERSION, "epoch": st.epoch, "best_score": st.best_score, "best_epoch": st.best_epoch,
+            "best_valid": st.best_valid, "bad_evals": st.bad_evals, "epoch_times": st.epoch_times,
+            "elapsed_seconds": st.elapsed_seconds, "tags": st.tags, "history": st.history}
+    (tmp / "state.json").write_text(json.dumps(meta))
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        generators: dict[str, torch.Generator], device: torch.device,
+                        tags: dict[str, str] | None = None) -> TrainingState:
+    """Restore model, optimizer and generators in place from ``directory``; return the loop state.
+    ``tags`` must equal the saved ones when given."""
+    directory = Path(directory)
+    if not (directory / "state.json").is_file():
+        raise FileNotFoundError(f"{directory}: no saved training state (was the run trained with "
+                                f"train.resume_state=true, and did it finish at least one epoch?)")
+    meta = json.loads((directory / "state.json").read_text())
+    if meta.get("version") != STATE_VERSION:
+        raise ConfigError(f"{directory}: training state version {meta.get('version')}, expected {STATE_VERSION}")
+    if tags is not None and meta.get("tags", {}) != tags:
+        raise DataError(f"{directory}: the run was trained with {meta.get('tags')}, not {tags} "
+                         f"(a different dataset?)")
+    model.load_state_dict(load_file(str(directory / "model.safetensors"), device=str(device)))
+    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device, weights_only=True))
+    rng = load_file(str(directory / "rng.safetensors"))
+    torch.set_rng_state(rng["cpu"])
+    for k, g in generators.items():
+        if f"gen_{k}" in rng:
+            g.set_state(rng[f"gen_{k}"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+    best = directory / "best.safetensors"
+    return TrainingState(epoch=meta["epoch"], best_score=meta["best_score"], best_epoch=meta["best_epoch"],
+                         best_valid=meta["best_valid"],
+                         best_state=load_file(str(best), device=str(device)) if best.is_file() else None,
+                         bad_evals=meta["bad_evals"], epoch_times=meta["epoch_times"], history=meta["history"],
+                         previous_seconds=meta["elapsed_seconds"], elapsed_seconds=meta["elapsed_seconds"],
+                         tags=meta.get("tags", {}))
