@@ -103,3 +103,27 @@ def test_interrupt_keeps_the_best_epoch_and_still_tests_and_saves(tmp_path, monk
     best = json.loads(lines[s["best_epoch"] - 1])["valid"]["NDCG@10"]
     assert best == max(json.loads(x)["valid"]["NDCG@10"] for x in lines)
     assert abs(s["valid"]["NDCG@10"] - best) < 1e-9  # the restored state is the best epoch's
+
+
+def test_epoch_loss_normalization_weighs_every_target_position_equally(tiny_cfg):
+    """With loss_normalization=epoch a batch's loss is its targets' sum over the epoch's mean targets
+    per batch: the weights average to 1 over an epoch and are proportional to the batch's targets."""
+    from prismrec.models import TrainBatch
+
+    cfg = build_config(overrides=TINY + ["train.loss_normalization=epoch"])
+    run = build(cfg)
+    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+    seen: list[TrainBatch] = []
+    real_loss = run.model.training_loss
+    run.model.training_loss = lambda batch: (seen.append(batch), real_loss(batch))[1]
+    trainer.train_epoch(1)
+    weights = torch.tensor([b.target_weight for b in seen])
+    counts = torch.tensor([float((b.targets != 0).sum()) for b in seen])
+    assert len(set(counts.tolist())) > 1  # bucketed batches differ in size, so the weights must too
+    torch.testing.assert_close(weights.mean(), torch.tensor(1.0))
+    torch.testing.assert_close(weights / weights[0], counts / counts[0])
+    batch = seen[0]
+    run.model.eval()
+    hidden = run.model(batch.item_seq)
+    torch.testing.assert_close(run.model.weighted_recommendation_loss(hidden, batch),
+                               run.model.recommendation_loss(hidden, batch) * batch.target_weight)

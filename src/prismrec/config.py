@@ -141,6 +141,12 @@ class TrainConfig:
     """Group users of similar sequence length into batches (shuffled order of batches, and of
     users within ~50-batch pools) and drop all-padding columns: several times faster on short-
     sequence data; exact per batch because outputs do not depend on left padding."""
+    loss_normalization: Literal["batch", "epoch"] = "batch"
+    """How the recommendation loss of a batch is averaged. ``batch``: mean over the batch's target
+    positions, so with ``length_bucketing`` a position in a batch of short histories weighs up to
+    max_seq_len times more than one in a batch of long histories. ``epoch``: sum over the batch's
+    targets divided by the epoch's mean number of targets per batch, so every target position weighs
+    the same whichever batch it falls in (as a mean over a random batch does on average)."""
     patience: int = 10
     """Stop after this many evaluations without improvement of ``metric`` on validation."""
     metric: str = "NDCG@10"

@@ -173,7 +173,7 @@ class InDiRec(SASRec):
         cfg = self.indirec
         padding_mask = batch.item_seq != PAD_ID
         hidden = self.forward(batch.item_seq)  # (B, L, D)
-        rec = self.recommendation_loss(hidden, batch)  # CE at every prefix's last position
+        rec = self.weighted_recommendation_loss(hidden, batch)  # CE at every prefix's last position
         aux = self.item_input.auxiliary_losses(self._aux_context(batch, padding_mask))
 
         mask = batch.targets != PAD_ID  # (B, L)

@@ -76,6 +76,7 @@ class Trainer:
         # tensors used every batch, placed on the device once
         self.train_inputs = data.train_inputs.to(device)
         self.train_targets = data.train_targets.to(device)
+        self.targets_per_user = (self.train_targets != 0).sum(dim=1)  # (U,) for loss_normalization=epoch
         self.train_history = data.train_history.to(device) if model.needs_negatives else None
 
     # ------------------------------------------------------------------ one epoch
@@ -84,6 +85,7 @@ class Trainer:
         self.model.on_epoch_start(epoch, self.data, self.device)
         batches = self.user_batches()
         n_batches = len(batches)
+        mean_targets = float(self.targets_per_user[self.train_users].sum()) / max(n_batches, 1)
         sums: dict[str, float] = {}
         bar = tqdm(range(n_batches), desc=f"epoch {epoch}", leave=False, disable=not self.progress,
                    file=sys.stderr, dynamic_ncols=True)
@@ -91,6 +93,8 @@ class Trainer:
             users = batches[b].to(self.device)
             batch = TrainBatch(*trim_left_padding(self.train_inputs[users], self.train_targets[users]),
                                user_index=users)
+            if self.cfg.loss_normalization == "epoch":
+                batch.target_weight = float(self.targets_per_user[users].sum()) / mean_targets
             if self.model.needs_negatives:
                 batch.negatives = sample_negatives(self.train_history[users], tuple(batch.item_seq.shape),
                                                    self.data.num_items, self._device_generator())
