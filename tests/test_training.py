@@ -119,7 +119,7 @@ def test_epoch_loss_normalization_weighs_every_target_position_equally(tiny_cfg)
     trainer.train_epoch(1)
     weights = torch.tensor([b.target_weight for b in seen])
     counts = torch.tensor([float((b.targets != 0).sum()) for b in seen])
-    assert len(set(counts.tolist())) > 1  # bucketed batches differ in size, so the weights must too
+    assert len(set(counts.tolist())) > 1  # batches differ in targets, so the weights must too
     torch.testing.assert_close(weights.mean(), torch.tensor(1.0))
     torch.testing.assert_close(weights / weights[0], counts / counts[0])
     batch = seen[0]
