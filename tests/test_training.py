@@ -1,10 +1,12 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from prismrec.api import build, load_run, train
 from prismrec.config import build_config
+from prismrec.models import LossOutput
 from prismrec.training import Trainer
 from prismrec.training.sampling import sample_negatives
 
@@ -105,25 +107,51 @@ def test_interrupt_keeps_the_best_epoch_and_still_tests_and_saves(tmp_path, monk
     assert abs(s["valid"]["NDCG@10"] - best) < 1e-9  # the restored state is the best epoch's
 
 
-def test_epoch_loss_normalization_weighs_every_target_position_equally(tiny_cfg):
-    """With loss_normalization=epoch a batch's loss is its targets' sum over the epoch's mean targets
-    per batch: the weights average to 1 over an epoch and are proportional to the batch's targets."""
-    from prismrec.models import TrainBatch
-
+def test_epoch_loss_normalization_weighs_every_target_position_equally(monkeypatch):
+    """With loss_normalization=epoch a batch's recommendation loss is weighted by its targets over the
+    epoch's mean targets per batch: the weights average to 1 over an epoch and are proportional to
+    the batch's targets."""
     cfg = build_config(overrides=TINY + ["train.loss_normalization=epoch"])
     run = build(cfg)
     trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
-    seen: list[TrainBatch] = []
-    real_loss = run.model.training_loss
-    run.model.training_loss = lambda batch: (seen.append(batch), real_loss(batch))[1]
+    seen: list[tuple[int, float]] = []
+    real = trainer.accumulate_gradients
+    monkeypatch.setattr(trainer, "accumulate_gradients", lambda users, w: (
+        seen.append((int(trainer.targets_per_user[users].sum()), w)), real(users, w))[1])
     trainer.train_epoch(1)
-    weights = torch.tensor([b.target_weight for b in seen])
-    counts = torch.tensor([float((b.targets != 0).sum()) for b in seen])
+    counts = torch.tensor([c for c, _ in seen], dtype=torch.float64)
+    weights = torch.tensor([w for _, w in seen], dtype=torch.float64)
     assert len(set(counts.tolist())) > 1  # batches differ in targets, so the weights must too
-    torch.testing.assert_close(weights.mean(), torch.tensor(1.0))
+    torch.testing.assert_close(weights.mean(), torch.tensor(1.0, dtype=torch.float64))
     torch.testing.assert_close(weights / weights[0], counts / counts[0])
-    batch = seen[0]
-    run.model.eval()
-    hidden = run.model(batch.item_seq)
-    torch.testing.assert_close(run.model.weighted_recommendation_loss(hidden, batch),
-                               run.model.recommendation_loss(hidden, batch) * batch.target_weight)
+
+
+@pytest.mark.parametrize("extra", [[], ["model.prism.enabled=true", "model.prism.lambda_unique=0",
+                                        "model.prism.lambda_synergy=0", "model.prism.lambda_redundancy=0"]])
+def test_micro_batches_give_the_whole_batch_gradient(extra):
+    """Length-sorted parts with accumulated, share-weighted gradients = the batch's gradient (dropout
+    off, CE: nothing random in the step), with less padding per part."""
+    sets = TINY + ["model.dropout=0.0", "model.prism.expert_dropout=0.0", "model.prism.fusion_dropout=0.0", *extra]
+    grads, losses = [], []
+    for micro in (1, 4):
+        cfg = build_config(overrides=sets + [f"train.micro_batches={micro}"])
+        run = build(cfg)  # same seed: same initial weights
+        trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+        run.model.train()
+        real_loss, first = run.model.training_loss, next(run.model.parameters())
+
+        def with_user_mean_term(batch, real_loss=real_loss, first=first):
+            """An auxiliary term that is a mean over the batch's users, as PRISM's and InDiRec's are."""
+            out = real_loss(batch)
+            aux = 0.01 * batch.user_index.double().mean().float() * first.sum()
+            return LossOutput(total=out.total + aux, parts=out.parts, rec=out.rec)
+
+        run.model.training_loss = with_user_mean_term
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss, parts = trainer.accumulate_gradients(torch.arange(run.data.num_users))
+        losses.append((loss, parts["rec"]))
+        grads.append({n: p.grad.clone() for n, p in run.model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)

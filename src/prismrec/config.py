@@ -149,6 +149,13 @@ class TrainConfig:
     max_seq_len times more than one in a batch of long histories. ``epoch``: sum over the batch's
     targets divided by the epoch's mean number of targets per batch, so every target position weighs
     the same whichever batch it falls in (as a mean over a random batch does on average)."""
+    micro_batches: int = 1
+    """Split each batch into this many parts of users sorted by history length and accumulate their
+    gradients before the optimizer step. The step's gradient is the whole batch's (the recommendation
+    loss of each part is weighted by its share of the batch's targets, other terms by its share of
+    users), but each part pads only to its own longest history: cheaper epochs without the
+    one-length batches of ``length_bucketing``. Terms computed per batch (PRISM's masking statistics
+    and interaction losses, InDiRec's contrastive samples) become per-part averages."""
     patience: int = 10
     """Stop after this many evaluations without improvement of ``metric`` on validation."""
     metric: str = "NDCG@10"
@@ -176,6 +183,7 @@ class TrainConfig:
         _check(self.lr > 0, "train.lr must be > 0")
         _check(self.epochs >= 1, "train.epochs must be >= 1")
         _check(self.batch_size >= 1, "train.batch_size must be >= 1")
+        _check(self.micro_batches >= 1, "train.micro_batches must be >= 1")
         _check(self.patience >= 1, "train.patience must be >= 1")
         _check(self.eval_every >= 1, "train.eval_every must be >= 1")
 

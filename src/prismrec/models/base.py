@@ -22,18 +22,28 @@ class TrainBatch:
     targets: torch.Tensor  # (B, L) next item per position, PAD_ID where none
     negatives: torch.Tensor | None = None  # (B, L) one sampled negative per position (BCE/BPR)
     user_index: torch.Tensor | None = None  # (B,) row of each user in the dataset
-    target_weight: float = 1.0  # multiplies the recommendation loss (train.loss_normalization=epoch)
 
     def to(self, device: torch.device) -> "TrainBatch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return TrainBatch(move(self.item_seq), move(self.targets), move(self.negatives), move(self.user_index),
-                          self.target_weight)
+        return TrainBatch(move(self.item_seq), move(self.targets), move(self.negatives), move(self.user_index))
 
 
 @dataclass
 class LossOutput:
     total: torch.Tensor
+    """Everything the step minimises: ``rec`` plus the auxiliary terms (already weighted)."""
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Detached values to report per epoch."""
+    rec: torch.Tensor | None = None
+    """The recommendation loss alone (a mean over the batch's target positions), part of ``total``."""
+
+    def weighted(self, rec_weight: float = 1.0, aux_weight: float = 1.0) -> torch.Tensor:
+        """``rec_weight * rec + aux_weight * (total - rec)``: how the trainer weighs a (micro-)batch."""
+        if rec_weight == 1.0 and aux_weight == 1.0:
+            return self.total
+        if self.rec is None:
+            raise ValueError("this LossOutput has no separate rec term to weigh")
+        return rec_weight * self.rec + aux_weight * (self.total - self.rec)
 
 
 class SequentialRecommender(nn.Module):
@@ -106,18 +116,14 @@ class SequentialRecommender(nn.Module):
                                                   torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]),
                                                   reduction="sum") / pos.numel()
 
-    def weighted_recommendation_loss(self, hidden: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
-        """:meth:`recommendation_loss` (a mean over the batch's targets) times ``batch.target_weight``."""
-        rec = self.recommendation_loss(hidden, batch)
-        return rec if batch.target_weight == 1.0 else rec * batch.target_weight
-
     def training_loss(self, batch: TrainBatch) -> LossOutput:
         padding_mask = batch.item_seq != PAD_ID
         hidden = self.forward(batch.item_seq)  # (B, L, D)
-        rec = self.weighted_recommendation_loss(hidden, batch)
+        rec = self.recommendation_loss(hidden, batch)
         aux = self.item_input.auxiliary_losses(self._aux_context(batch, padding_mask))
         total = rec + sum(aux.values()) if aux else rec
-        return LossOutput(total=total, parts={"rec": rec.detach(), **{k: v.detach() for k, v in aux.items()}})
+        return LossOutput(total=total, parts={"rec": rec.detach(), **{k: v.detach() for k, v in aux.items()}},
+                          rec=rec)
 
     def _aux_context(self, batch: TrainBatch, padding_mask: torch.Tensor) -> AuxContext:
         def encode(inputs: torch.Tensor) -> torch.Tensor:

@@ -173,7 +173,7 @@ class InDiRec(SASRec):
         cfg = self.indirec
         padding_mask = batch.item_seq != PAD_ID
         hidden = self.forward(batch.item_seq)  # (B, L, D)
-        rec = self.weighted_recommendation_loss(hidden, batch)  # CE at every prefix's last position
+        rec = self.recommendation_loss(hidden, batch)  # CE at every prefix's last position
         aux = self.item_input.auxiliary_losses(self._aux_context(batch, padding_mask))
 
         mask = batch.targets != PAD_ID  # (B, L)
@@ -192,7 +192,7 @@ class InDiRec(SASRec):
         if aux:
             total = total + sum(aux.values())
         parts = {"rec": rec, "diff": diff, "cl": cl, **aux}
-        return LossOutput(total=total, parts={k: v.detach() for k, v in parts.items()})
+        return LossOutput(total=total, parts={k: v.detach() for k, v in parts.items()}, rec=rec)
 
 
 @register_backbone("indirec")

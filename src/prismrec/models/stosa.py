@@ -147,10 +147,11 @@ class STOSA(SequentialRecommender):
         seq = batch.item_seq  # (B, L)
         mean_in, cov_in = self.item_input(seq), self.cov_input(seq)  # (B, L, D) x2
         hidden = self.encode_inputs(mean_in, seq, cov_in)  # (B, L, 2D)
-        rec = self.weighted_recommendation_loss(hidden, batch)
+        rec = self.recommendation_loss(hidden, batch)
         aux = self._stream_aux_losses(batch, mean_in, cov_in)
         total = rec + sum(aux.values()) if aux else rec
-        return LossOutput(total=total, parts={"rec": rec.detach(), **{k: v.detach() for k, v in aux.items()}})
+        return LossOutput(total=total, parts={"rec": rec.detach(), **{k: v.detach() for k, v in aux.items()}},
+                          rec=rec)
 
     def _stream_aux_losses(self, batch: TrainBatch, mean_in: torch.Tensor, cov_in: torch.Tensor
                            ) -> dict[str, torch.Tensor]:

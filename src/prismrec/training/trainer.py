@@ -91,29 +91,47 @@ class Trainer:
                    file=sys.stderr, dynamic_ncols=True)
         for b in bar:
             users = batches[b].to(self.device)
-            batch = TrainBatch(*trim_left_padding(self.train_inputs[users], self.train_targets[users]),
-                               user_index=users)
-            if self.cfg.loss_normalization == "epoch":
-                batch.target_weight = float(self.targets_per_user[users].sum()) / mean_targets
-            if self.model.needs_negatives:
-                batch.negatives = sample_negatives(self.train_history[users], tuple(batch.item_seq.shape),
-                                                   self.data.num_items, self._device_generator())
-            out = self.model.training_loss(batch)
+            rec_weight = (float(self.targets_per_user[users].sum()) / mean_targets
+                          if self.cfg.loss_normalization == "epoch" else 1.0)
             self.optimizer.zero_grad(set_to_none=True)
-            out.total.backward()
+            loss, parts = self.accumulate_gradients(users, rec_weight)
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
-            loss = out.total.item()
             if not math.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss} at epoch {epoch}, batch {b}; "
                                          f"try a lower train.lr or train.grad_clip")
             sums["loss"] = sums.get("loss", 0.0) + loss
-            for k, v in out.parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{sums['loss'] / (b + 1):.4f}")
         bar.close()
         return {k: v / max(n_batches, 1) for k, v in sums.items()}
+
+    def accumulate_gradients(self, users: torch.Tensor, rec_weight: float = 1.0) -> tuple[float, dict[str, float]]:
+        """Forward and backward for one batch of user rows, in ``train.micro_batches`` length-sorted
+        parts whose gradients add up to the whole batch's: part p's recommendation loss (a mean over
+        its targets) weighs (its targets / the batch's targets) and its other terms (its users / the
+        batch's users). Returns the batch's loss and its reported parts."""
+        parts_users = ([users] if self.cfg.micro_batches == 1 else
+                       users[torch.argsort(self.targets_per_user[users], stable=True)]
+                       .tensor_split(min(self.cfg.micro_batches, len(users))))
+        batch_targets = float(self.targets_per_user[users].sum())
+        loss, parts = 0.0, {}
+        for part in parts_users:
+            batch = TrainBatch(*trim_left_padding(self.train_inputs[part], self.train_targets[part]), user_index=part)
+            if self.model.needs_negatives:
+                batch.negatives = sample_negatives(self.train_history[part], tuple(batch.item_seq.shape),
+                                                   self.data.num_items, self._device_generator())
+            out = self.model.training_loss(batch)
+            share_rec = float(self.targets_per_user[part].sum()) / batch_targets if len(parts_users) > 1 else 1.0
+            share_aux = len(part) / len(users)
+            weighted = out.weighted(rec_weight * share_rec, share_aux)
+            weighted.backward()
+            loss += weighted.item()
+            for k, v in out.parts.items():
+                parts[k] = parts.get(k, 0.0) + float(v) * (share_rec if k == "rec" else share_aux)
+        return loss, parts
 
     def user_batches(self) -> list[torch.Tensor]:
         """This epoch's batches of user rows (shuffled; optionally length-bucketed)."""
