@@ -149,13 +149,14 @@ class TrainConfig:
     max_seq_len times more than one in a batch of long histories. ``epoch``: sum over the batch's
     targets divided by the epoch's mean number of targets per batch, so every target position weighs
     the same whichever batch it falls in (as a mean over a random batch does on average)."""
-    micro_batches: int = 1
+    micro_batches: int = 4
     """Split each batch into this many parts of users sorted by history length and accumulate their
     gradients before the optimizer step. The step's gradient is the whole batch's (the recommendation
     loss of each part is weighted by its share of the batch's targets, other terms by its share of
     users), but each part pads only to its own longest history: cheaper epochs without the
-    one-length batches of ``length_bucketing``. Terms computed per batch (PRISM's masking statistics
-    and interaction losses, InDiRec's contrastive samples) become per-part averages."""
+    one-length batches of ``length_bucketing`` (Beauty, CPU: CE epochs as cheap as bucketed ones,
+    BCE epochs 2.3x cheaper than with 1 part). Terms computed per batch (PRISM's masking statistics
+    and interaction losses, InDiRec's contrastive samples) become per-part averages; 1 = off."""
     patience: int = 10
     """Stop after this many evaluations without improvement of ``metric`` on validation."""
     metric: str = "NDCG@10"
