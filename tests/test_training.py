@@ -155,3 +155,22 @@ def test_micro_batches_give_the_whole_batch_gradient(extra):
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6)
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("value,loss,expected", [(None, "ce", False), (None, "bce", True), ("true", "ce", True),
+                                                 ("false", "bce", False), ("auto", "bce", True)])
+def test_length_bucketing_auto_follows_the_loss(value, loss, expected):
+    sets = TINY + [f"train.loss={loss}"] + ([f"train.length_bucketing={value}"] if value else [])
+    cfg = build_config(overrides=sets)
+    run = build(cfg)
+    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+    assert trainer.length_bucketing is expected
+    spans = sorted((min(x), max(x)) for x in (trainer.train_lengths[b].tolist() for b in trainer.user_batches()))
+    disjoint = all(hi <= nxt_lo for (_, hi), (nxt_lo, _) in zip(spans, spans[1:]))
+    assert disjoint is expected  # bucketed batches cut the length-sorted users into consecutive ranges
+
+
+def test_length_bucketing_rejects_other_values():
+    from prismrec.config import ConfigError
+    with pytest.raises(ConfigError, match="length_bucketing"):
+        build_config(overrides=["train.length_bucketing=sometimes"])

@@ -137,12 +137,13 @@ class TrainConfig:
     """Maximum number of epochs."""
     batch_size: int = 256
     """Users per training batch."""
-    length_bucketing: bool = False
+    length_bucketing: Literal["auto"] | bool = "auto"
     """Group users of similar sequence length into batches (shuffled order of batches, and of
-    users within ~50-batch pools), so that dropping all-padding columns saves more: faster epochs
-    on short-sequence data, but batches of one length learn worse. Measured on Beauty (SASRec, CE,
-    seed 1, docs/benchmarks.md section 1): test NDCG@10 0.0502 bucketed vs 0.0551 unbucketed, so it
-    is off by default. Without it, all-padding columns of a random batch are still dropped."""
+    users within ~50-batch pools), so that dropping all-padding columns saves more. ``auto`` = on for
+    ``bce``, off for ``ce``, from measurements on Beauty (docs/benchmarks.md section 1): with CE,
+    one-length batches learn worse (test NDCG@10 0.0502 bucketed vs 0.0551 with random batches, same
+    seed); with BCE random batches did not help (0.0247 and 0.0243 vs 0.0263-0.0298 bucketed). Random
+    batches still drop their all-padding columns, and ``micro_batches`` pads each part separately."""
     loss_normalization: Literal["batch", "epoch"] = "batch"
     """How the recommendation loss of a batch is averaged. ``batch``: mean over the batch's target
     positions, so with ``length_bucketing`` a position in a batch of short histories weighs up to

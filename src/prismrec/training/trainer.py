@@ -69,6 +69,8 @@ class Trainer:
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.length_bucketing = (cfg.loss == "bce" if cfg.length_bucketing == "auto"
+                                 else bool(cfg.length_bucketing))  # train.length_bucketing: auto per loss
         # users with at least one training target; the others only take part in evaluation
         has_target = (data.train_targets != 0).any(dim=1)
         self.train_users = torch.nonzero(has_target).squeeze(1)
@@ -137,7 +139,7 @@ class Trainer:
         """This epoch's batches of user rows (shuffled; optionally length-bucketed)."""
         bs = self.cfg.batch_size
         order = self.train_users[torch.randperm(len(self.train_users), generator=self.generator)]
-        if not self.cfg.length_bucketing:
+        if not self.length_bucketing:
             return list(order.split(bs))
         pool = bs * 50
         batches: list[torch.Tensor] = []
