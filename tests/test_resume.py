@@ -99,3 +99,14 @@ def test_cli_resume(tmp_path, capsys):
     assert json.loads(out[out.index("{"):])["epochs_run"] == 3
     assert main(["train", "--resume", str(run_dir), "--set", "model.num_layers=2"]) != 0
     assert "cannot change model.num_layers" in capsys.readouterr().err
+
+
+def test_resuming_a_config_saved_before_a_key_existed_warns(tmp_path):
+    import yaml
+    run_dir = tmp_path / "old"
+    train(build_config(overrides=TINY + ["train.epochs=2"]), run_dir, progress=False)
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del raw["train"]["micro_batches"]  # as written by a prismrec without that key
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.warns(UserWarning, match="predates config key.*train.micro_batches=4"):
+        assert resume(run_dir, ["train.epochs=3"], progress=False).summary["epochs_run"] == 3

@@ -9,6 +9,7 @@ import datetime as _dt
 import json
 import platform
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import RESUMABLE_CHANGES, ConfigError, ExperimentConfig, build_config, save_config
+from .config import RESUMABLE_CHANGES, ConfigError, ExperimentConfig, build_config, load_yaml, save_config
 from .data import LeaveOneOut, RecDataset, load_dataset
 from .data.sequences import DataError
 from .data.split import pad_history
@@ -164,7 +165,21 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None, *, progress:
     if refused:
         raise ConfigError(f"cannot change {', '.join(refused)} when resuming {run_dir} (the run was trained with "
                           f"the saved config); keys that may change: {', '.join(RESUMABLE_CHANGES)}")
+    raw = load_yaml(run_dir / "config.yaml")
+    absent = [f"{k}={v!r}" for k, v in _leaves(cfg) if not _has_key(raw, k)]
+    if absent:  # saved by an older prismrec: these keys take today's defaults
+        warnings.warn(f"{run_dir}/config.yaml predates config key(s) {', '.join(absent)}; resuming with these "
+                      f"defaults (the run's earlier epochs had the behaviour from before the keys existed)",
+                      stacklevel=2)
     return train(cfg, run_dir, progress=progress, resume=True)
+
+
+def _has_key(raw: dict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return False
+        raw = raw[part]
+    return True
 
 
 def _leaves(cfg, prefix: str = ""):
