@@ -77,7 +77,9 @@ def test_unknown_backbone_is_config_error():
 def test_input_scale_auto_follows_the_loss():
     from dataclasses import replace
     cfg = ModelConfig(hidden_dim=16, num_layers=1, num_heads=2, dropout=0.0)
-    assert build_model(cfg, N_ITEMS, L, "ce").input_scale == 1.0
-    assert build_model(cfg, N_ITEMS, L, "bce").input_scale == 4.0
+    assert build_model(cfg, N_ITEMS, L, "ce").input_scale == 4.0  # default sqrt_dim
+    auto = replace(cfg, input_scale="auto")
+    assert build_model(auto, N_ITEMS, L, "ce").input_scale == 1.0
+    assert build_model(auto, N_ITEMS, L, "bce").input_scale == 4.0
     assert build_model(replace(cfg, input_scale="none"), N_ITEMS, L, "bce").input_scale == 1.0
     assert build_model(replace(cfg, input_scale="sqrt_dim"), N_ITEMS, L, "ce").input_scale == 4.0

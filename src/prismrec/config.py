@@ -95,11 +95,13 @@ class ModelConfig:
     """Dropout on embeddings, attention probabilities and feed-forward outputs."""
     ffn_mult: int = 1
     """Feed-forward width as a multiple of ``hidden_dim`` (SASRec uses 1)."""
-    input_scale: Literal["auto", "none", "sqrt_dim"] = "auto"
-    """``sqrt_dim`` multiplies the item input by sqrt(hidden_dim) before adding positions, as SASRec's
-    original code does; ``auto`` = ``sqrt_dim`` for the sparse-update ``bce`` loss (whose item
-    embeddings otherwise stay small next to the positions and learn several times slower on Beauty)
-    and ``none`` for ``ce`` (the setting of its measured results)."""
+    input_scale: Literal["auto", "none", "sqrt_dim"] = "sqrt_dim"
+    """``sqrt_dim`` (default) multiplies the item input by sqrt(hidden_dim) before adding positions, as
+    SASRec's original code does: without it the BCE loss's sparsely updated item embeddings stay small
+    next to the positions and learn several times slower, and CE converges 3-4x slower to the same
+    quality (Beauty, 3 seeds each: 0.0501 none vs 0.0495 sqrt_dim, length-bucketed; the best CE results,
+    with random batches, use sqrt_dim). ``auto`` = the former default: ``sqrt_dim`` for ``bce``,
+    ``none`` for ``ce``."""
     positions: Literal["from_start", "from_end"] = "from_start"
     """Which index each item's learned positional embedding gets. ``from_start``: 0 for the oldest
     item of the window, so position t depends only on items <= t. ``from_end``: 0 for the most recent
