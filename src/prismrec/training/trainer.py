@@ -78,7 +78,7 @@ class Trainer:
         # tensors used every batch, placed on the device once
         self.train_inputs = data.train_inputs.to(device)
         self.train_targets = data.train_targets.to(device)
-        self.targets_per_user = (self.train_targets != 0).sum(dim=1)  # (U,) for loss_normalization=epoch
+        self.targets_per_user = (self.train_targets != 0).sum(dim=1)  # (U,) loss weights, micro-batch order
         self.train_history = data.train_history.to(device) if model.needs_negatives else None
 
     # ------------------------------------------------------------------ one epoch
