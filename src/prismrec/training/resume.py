@@ -48,8 +48,6 @@ class TrainingState:
     """Training wall time of earlier invocations (up to their last saved epoch)."""
     elapsed_seconds: float = 0.0
     """Training wall time up to the last finished epoch, all invocations."""
-    tags: dict[str, str] = field(default_factory=dict)
-    """What the run was trained on (e.g. the dataset's item-map fingerprint), checked on resume."""
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -58,7 +56,9 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_training_state(directory: Path, st: TrainingState, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator],
-                        device: torch.device) -> None:
+                        device: torch.device, tags: dict[str, str]) -> None:
+    """Write the state after a finished epoch; ``tags`` (what the run was trained on, e.g. the
+    dataset's item-map fingerprint) are checked by :func:`load_training_state`."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -73,7 +73,7 @@ def save_training_state(directory: Path, st: TrainingState, model: torch.nn.Modu
     save_file(rng, str(tmp / "rng.safetensors"))
     meta = {"version": STATE_VERSION, "epoch": st.epoch, "best_score": st.best_score, "best_epoch": st.best_epoch,
             "best_valid": st.best_valid, "bad_evals": st.bad_evals, "epoch_times": st.epoch_times,
-            "elapsed_seconds": st.elapsed_seconds, "tags": st.tags, "history": st.history}
+            "elapsed_seconds": st.elapsed_seconds, "tags": tags, "history": st.history}
     (tmp / "state.json").write_text(json.dumps(meta))
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -97,7 +97,7 @@ def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torc
         raise ConfigError(f"{directory}: training state version {meta.get('version')}, expected {STATE_VERSION}")
     if tags is not None and meta.get("tags", {}) != tags:
         raise DataError(f"{directory}: the run was trained with {meta.get('tags')}, not {tags} "
-                         f"(a different dataset?)")
+                        f"(a different dataset?)")
     model.load_state_dict(load_file(str(directory / "model.safetensors"), device=str(device)))
     optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device, weights_only=True))
     rng = load_file(str(directory / "rng.safetensors"))
@@ -112,5 +112,4 @@ def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torc
                          best_valid=meta["best_valid"],
                          best_state=load_file(str(best), device=str(device)) if best.is_file() else None,
                          bad_evals=meta["bad_evals"], epoch_times=meta["epoch_times"], history=meta["history"],
-                         previous_seconds=meta["elapsed_seconds"], elapsed_seconds=meta["elapsed_seconds"],
-                         tags=meta.get("tags", {}))
+                         previous_seconds=meta["elapsed_seconds"], elapsed_seconds=meta["elapsed_seconds"])

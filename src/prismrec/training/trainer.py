@@ -5,7 +5,6 @@ The trainer owns devices and data movement; models only see tensors.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import resource
 import sys
@@ -190,7 +189,9 @@ class Trainer:
             if st.epoch >= self.cfg.epochs:
                 raise ConfigError(f"the run already trained {st.epoch} epochs (train.epochs = {self.cfg.epochs}); "
                                  f"raise train.epochs to continue it")
-            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in st.history))
+            self.metrics_path.unlink(missing_ok=True)  # the saved history up to the resumed epoch, nothing later
+            for record in st.history:
+                append_jsonl(record, self.metrics_path)
             tqdm.write(f"resuming after epoch {st.epoch} (best {self.cfg.metric} {st.best_score:.4f} @ "
                        f"{st.best_epoch})", file=sys.stderr)
         stopped_early, stop_reason = False, "max_epochs"
@@ -224,9 +225,8 @@ class Trainer:
                 st.epoch = epoch
                 if self.resume_dir is not None:
                     st.elapsed_seconds = st.previous_seconds + time.perf_counter() - t_start
-                    st.tags = self.tags
                     save_training_state(self.resume_dir, st, self.model, self.optimizer, self._generators(),
-                                        self.device)
+                                        self.device, self.tags)
                 if self.metrics_path:
                     append_jsonl(record, self.metrics_path)
                 if st.bad_evals >= self.cfg.patience:
