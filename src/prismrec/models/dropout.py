@@ -7,8 +7,9 @@ instead: ``random_()`` on int64 fills 63 uniform bits, so each of the four 16-bi
 least 15 uniform bits, and an element is dropped when its 15-bit value is below
 ``round(p * 2**15)``. The drop probability is therefore ``p`` rounded to a multiple of 2**-15
 (exact for 0.5 or 0.25; 0.1 becomes 0.100006), and kept elements are scaled by one over the
-keep probability actually used, so the expected output equals the input, as with ``nn.Dropout``. Draws come from the global torch generator, so runs stay reproducible from
-``torch.manual_seed``. On other devices (CUDA) it is exactly ``torch.nn.functional.dropout``.
+keep probability actually used, so the expected output equals the input, as with ``nn.Dropout``.
+Draws come from the global torch generator, so runs stay reproducible from ``torch.manual_seed``.
+On other devices (CUDA) it is exactly ``torch.nn.functional.dropout``.
 """
 from __future__ import annotations
 
@@ -30,14 +31,14 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     scale the rest by one over the keep probability. Any shape; returns a new tensor (never in place)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0 or round(p * _LEVELS) == _LEVELS:
+    threshold = round(p * _LEVELS)  # drop when a uniform 15-bit value is below it
+    if x.device.type != "cpu" or threshold >= _LEVELS:
         return F.dropout(x, p, training=True)
+    if threshold == 0:  # p below 2**-16 rounds to no dropout on CPU
+        return x
     n = x.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # 63 uniform bits per word
     u15 = words.view(torch.int16)[:n].bitwise_and(_LEVELS - 1)  # (n,) uniform in [0, 2**15)
-    threshold = round(p * _LEVELS)
-    if threshold == 0:
-        return x
     keep = u15.ge(threshold).view(x.shape)
     return x * keep.to(x.dtype).mul_(_LEVELS / (_LEVELS - threshold))
 
