@@ -37,12 +37,8 @@ from .dropout import Dropout
 from .item_input import AuxContext, IDEmbedding, ItemInput
 from .ops import gather_rows
 from .registry import register_backbone
-from .stochastic_attention import (
-    StochasticBlock,
-    elu_plus_one,
-    pairwise_wasserstein_distance,
-    wasserstein_distance,
-)
+from .stochastic_attention import (StochasticBlock, elu_plus_one, pairwise_wasserstein_distance,
+                                   wasserstein_distance)
 from .transformer import attention_mask, position_ids
 
 log = logging.getLogger(__name__)
