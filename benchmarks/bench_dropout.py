@@ -38,28 +38,19 @@ def main() -> None:
 
     from prismrec.api import build
     from prismrec.config import build_config
-    from prismrec.models import TrainBatch
     from prismrec.models.dropout import Dropout
     from prismrec.training import Trainer
-    from prismrec.training.sampling import sample_negatives
-    from prismrec.training.trainer import trim_left_padding
 
     cfg = build_config(overrides=[f"data.path={args.data}", f"train.loss={args.loss}", "train.device=cpu",
                                   *args.overrides])
     run = build(cfg)
     trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
-    model = run.model.train()
+    run.model.train()
     batches = trainer.user_batches()[: args.steps]
 
-    def step(users: torch.Tensor) -> None:
-        batch = TrainBatch(*trim_left_padding(trainer.train_inputs[users], trainer.train_targets[users]),
-                           user_index=users)
-        if model.needs_negatives:
-            batch.negatives = sample_negatives(trainer.train_history[users], tuple(batch.item_seq.shape),
-                                               run.data.num_items, trainer.generator)
-        out = model.training_loss(batch)
+    def step(users: torch.Tensor) -> None:  # the trainer's own step (micro-batches included)
         trainer.optimizer.zero_grad(set_to_none=True)
-        out.total.backward()
+        trainer.accumulate_gradients(users)
         trainer.optimizer.step()
 
     fast = Dropout.forward
