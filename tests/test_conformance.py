@@ -149,6 +149,17 @@ def test_from_end_positions_keep_causality_and_padding_invariance(backbone):
     assert not torch.allclose(model(item_seq()), make(backbone, "id")(item_seq()))
 
 
+@pytest.mark.parametrize("backbone", ["sasrec", "indirec"])
+def test_original_sasrec_block_layout_keeps_the_model_contract(backbone):
+    from prismrec.models.transformer import SASRecBlock
+    model = make(backbone, "id", extra=("model.block=sasrec",))
+    assert all(isinstance(b, SASRecBlock) for b in model.encoder.blocks)
+    test_shapes_and_consistent_scoring(model)  # incl. the last-query-only evaluation path
+    test_causality(model)
+    test_padding_invariance(model)
+    test_training_steps_lower_the_loss(model)
+
+
 def test_training_steps_lower_the_loss(model):
     data = tiny_data()
     batch = train_batch(data)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
 from conftest import TINY
 from safetensors.torch import load_file
 
-from prismrec.api import resume, train
+from prismrec.api import load_run, resume, train
 from prismrec.cli import main
 from prismrec.config import ConfigError, build_config
 from prismrec.training import Trainer
@@ -110,3 +111,40 @@ def test_resuming_a_config_saved_before_a_key_existed_warns(tmp_path):
     (run_dir / "config.yaml").write_text(yaml.safe_dump(raw))
     with pytest.warns(UserWarning, match="predates config key.*train.micro_batches=4"):
         assert resume(run_dir, ["train.epochs=3"], progress=False).summary["epochs_run"] == 3
+    # loading the run, and training anew from its config.yaml, warn the same way; a partial recipe does not
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(raw))  # the resumed run saved the resolved config
+    with pytest.warns(UserWarning, match="predates config key.*train.micro_batches=4"):
+        load_run(run_dir)
+    with pytest.warns(UserWarning, match="predates config key.*train.micro_batches=4"):
+        assert main(["train", "--quiet", "--config", str(run_dir / "config.yaml"), "--set", "train.epochs=1",
+                     "--output-dir", str(tmp_path / "again")]) == 0
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"train": raw["train"], "data": raw["data"], "model": raw["model"]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["train", "--quiet", "--config", str(recipe), "--set", "train.epochs=1",
+                     "--output-dir", str(tmp_path / "recipe_run")]) == 0
+
+
+def test_unchanged_best_weights_are_linked_not_rewritten(tmp_path):
+    from prismrec.training.resume import TrainingState, load_training_state, save_training_state
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters())
+    gens = {"trainer": torch.Generator().manual_seed(0)}
+    st = TrainingState(epoch=1, best_score=0.1, best_epoch=1,
+                       best_state={k: v.clone() for k, v in model.state_dict().items()})
+    d = tmp_path / "resume"
+    save_training_state(d, st, model, opt, gens, torch.device("cpu"), {})
+    first = (d / "best.safetensors").stat().st_ino
+    st.epoch = 2  # no improvement: the same file is carried over (a hard link keeps its inode)
+    save_training_state(d, st, model, opt, gens, torch.device("cpu"), {})
+    assert (d / "best.safetensors").stat().st_ino == first
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    st.epoch, st.best_epoch = 3, 3
+    st.best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    save_training_state(d, st, model, opt, gens, torch.device("cpu"), {})
+    assert (d / "best.safetensors").stat().st_ino != first  # a new best is written
+    back = load_training_state(d, model, opt, gens, torch.device("cpu"))
+    assert back.best_epoch == 3 and torch.equal(back.best_state["weight"], model.weight.detach())

@@ -165,13 +165,27 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None, *, progress:
     if refused:
         raise ConfigError(f"cannot change {', '.join(refused)} when resuming {run_dir} (the run was trained with "
                           f"the saved config); keys that may change: {', '.join(RESUMABLE_CHANGES)}")
-    raw = load_yaml(run_dir / "config.yaml")
-    absent = [f"{k}={v!r}" for k, v in _leaves(cfg) if not _has_key(raw, k)]
-    if absent:  # saved by an older prismrec: these keys take today's defaults
-        warnings.warn(f"{run_dir}/config.yaml predates config key(s) {', '.join(absent)}; resuming with these "
-                      f"defaults (the run's earlier epochs had the behaviour from before the keys existed)",
-                      stacklevel=2)
+    warn_if_config_predates(run_dir / "config.yaml", cfg, "resuming with these defaults (the run's earlier "
+                            "epochs had the behaviour from before the keys existed)")
     return train(cfg, run_dir, progress=progress, resume=True)
+
+
+def is_run_config(path: str | Path) -> bool:
+    """Whether ``path`` is the resolved ``config.yaml`` saved in a run directory (not a partial recipe)."""
+    path = Path(path)
+    return path.name == "config.yaml" and any((path.parent / f).exists()
+                                              for f in ("summary.json", "metrics.jsonl", "model.safetensors"))
+
+
+def warn_if_config_predates(path: str | Path, cfg, consequence: str) -> list[str]:
+    """Warn when a run's saved ``config.yaml`` lacks keys that ``cfg`` has (it was saved by an older
+    prismrec, so those keys now take today's defaults, which may not be what the run was trained
+    with). Returns the missing keys as ``key=value``."""
+    raw = load_yaml(path)
+    absent = [f"{k}={v!r}" for k, v in _leaves(cfg) if not _has_key(raw, k)]
+    if absent:
+        warnings.warn(f"{path} predates config key(s) {', '.join(absent)}; {consequence}", stacklevel=3)
+    return absent
 
 
 def _has_key(raw: dict, dotted: str) -> bool:
@@ -201,6 +215,7 @@ def load_run(run_dir: str | Path, device: str | None = None, data_path: str | No
     cfg = build_config(run_dir / "config.yaml", extra=extra)
     if device:
         cfg = build_config(run_dir / "config.yaml", overrides=[f"train.device={device}"], extra=extra)
+    warn_if_config_predates(run_dir / "config.yaml", cfg, "the model is rebuilt with these defaults")
     run = build(cfg)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
     if summary and summary.get("item_map_fingerprint") not in (None, run.dataset.item_map_fingerprint()):

@@ -95,6 +95,12 @@ class ModelConfig:
     """Dropout on embeddings, attention probabilities and feed-forward outputs."""
     ffn_mult: int = 1
     """Feed-forward width as a multiple of ``hidden_dim`` (SASRec uses 1)."""
+    block: Literal["pre_norm", "sasrec"] = "pre_norm"
+    """Self-attention block layout of the transformer backbones (SASRec, InDiRec). ``pre_norm``
+    (default): ``x + Attn(LN(x))``, ``x + FFN(LN(x))``, GELU, dropout on the attention output too.
+    ``sasrec``: the layout of SASRec's original code: only the queries are normed and the residual
+    starts from them, then ``LN`` and a ReLU feed-forward with its own residual; no dropout on the
+    attention output."""
     input_scale: Literal["auto", "none", "sqrt_dim"] = "sqrt_dim"
     """``sqrt_dim`` (default) multiplies the item input by sqrt(hidden_dim) before adding positions, as
     SASRec's original code does: without it the BCE loss's sparsely updated item embeddings stay small

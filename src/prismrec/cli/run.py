@@ -83,7 +83,7 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..api import resume, train
+    from ..api import is_run_config, resume, train, warn_if_config_predates
     from ..config import ConfigError, build_config
 
     if args.resume:
@@ -100,6 +100,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.device:
             extra.setdefault("train", {})["device"] = args.device
         cfg = build_config(args.config, args.overrides, extra)
+        if args.config and is_run_config(args.config):
+            warn_if_config_predates(args.config, cfg, "this run uses these defaults, which may not be what "
+                                    "the saved run was trained with")
         if cfg.data.path is None and not args.quiet:
             print("data: embedded SYNTHETIC world (planted multimodal structure; not real data)", file=sys.stderr)
         job = lambda: train(cfg, args.output_dir, progress=not args.quiet)  # noqa: E731

@@ -28,7 +28,8 @@ class SASRec(SequentialRecommender):
         scale = cfg.input_scale if cfg.input_scale != "auto" else ("sqrt_dim" if loss == "bce" else "none")
         self.input_scale = cfg.hidden_dim ** 0.5 if scale == "sqrt_dim" else 1.0
         self.positions = cfg.positions
-        self.encoder = TransformerEncoder(cfg.hidden_dim, cfg.num_layers, cfg.num_heads, cfg.dropout, cfg.ffn_mult)
+        self.encoder = TransformerEncoder(cfg.hidden_dim, cfg.num_layers, cfg.num_heads, cfg.dropout, cfg.ffn_mult,
+                                          cfg.block)
 
     def encode_inputs(self, inputs: torch.Tensor, item_seq: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """(B, L, D), (B, L) -> (B, L, D), or (B, 1, D) with ``last_only``."""

@@ -59,12 +59,54 @@ class TransformerBlock(nn.Module):
         return x + self.drop(self.ffn(self.ln2(x)))  # (B, Lq, D)
 
 
-class TransformerEncoder(nn.Module):
-    """A stack of :class:`TransformerBlock` with a final layer norm."""
+class SASRecBlock(nn.Module):
+    """The block layout of SASRec's original code (Kang & McAuley's TensorFlow release and its
+    PyTorch port): only the queries are layer-normed, the attention residual starts from the normed
+    queries, the attention output has no dropout of its own (its probabilities do), and the
+    feed-forward part is ``LN`` then ``x + Drop(W2 Drop(ReLU(W1 x)))``::
 
-    def __init__(self, hidden_dim: int, num_layers: int, num_heads: int, dropout: float, ffn_mult: int = 1) -> None:
+        q = LN1(x);  x = q + Attn(q, keys=x, values=x);  x = LN2(x);  x = x + FFN(x)
+    """
+
+    def __init__(self, hidden_dim: int, num_heads: int, dropout: float, ffn_mult: int = 1) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(TransformerBlock(hidden_dim, num_heads, dropout, ffn_mult)
+        self.num_heads = num_heads
+        self.ln1 = nn.LayerNorm(hidden_dim)
+        self.q = nn.Linear(hidden_dim, hidden_dim)
+        self.kv = nn.Linear(hidden_dim, 2 * hidden_dim)
+        self.out = nn.Linear(hidden_dim, hidden_dim)
+        self.attn_dropout = dropout
+        self.ln2 = nn.LayerNorm(hidden_dim)
+        self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_mult * hidden_dim), Dropout(dropout), nn.ReLU(),
+                                 nn.Linear(ffn_mult * hidden_dim, hidden_dim), Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D); ``last_only``: only the last position's output, (B, 1, D)."""
+        B, L, D = x.shape
+        Dh = D // self.num_heads
+        q_in = self.ln1(x[:, -1:] if last_only else x)  # (B, Lq, D)
+        Lq = q_in.shape[1]
+        q = self.q(q_in).view(B, Lq, self.num_heads, Dh).transpose(1, 2)  # (B, H, Lq, Dh)
+        k, v = self.kv(x).view(B, L, 2, self.num_heads, Dh).permute(2, 0, 3, 1, 4)  # 2x (B, H, L, Dh)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, -1:] if last_only else mask,
+                                           dropout_p=self.attn_dropout if self.training else 0.0)  # (B, H, Lq, Dh)
+        x = self.ln2(q_in + self.out(y.transpose(1, 2).reshape(B, Lq, D)))  # (B, Lq, D)
+        return x + self.ffn(x)  # (B, Lq, D)
+
+
+BLOCKS = {"pre_norm": TransformerBlock, "sasrec": SASRecBlock}
+"""``model.block`` names -> block classes."""
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of blocks (:data:`BLOCKS`) with a final layer norm."""
+
+    def __init__(self, hidden_dim: int, num_layers: int, num_heads: int, dropout: float, ffn_mult: int = 1,
+                 block: str = "pre_norm") -> None:
+        super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; expected one of {', '.join(BLOCKS)}")
+        self.blocks = nn.ModuleList(BLOCKS[block](hidden_dim, num_heads, dropout, ffn_mult)
                                     for _ in range(num_layers))
         self.ln = nn.LayerNorm(hidden_dim)
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import ConfigError
@@ -65,7 +67,7 @@ def save_training_state(directory: Path, st: TrainingState, model: torch.nn.Modu
     tmp.mkdir(parents=True)
     save_file(_tensors(model.state_dict()), str(tmp / "model.safetensors"))
     if st.best_state is not None:
-        save_file(_tensors(st.best_state), str(tmp / "best.safetensors"))
+        _save_best(directory / "best.safetensors", tmp / "best.safetensors", st)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     rng = {"cpu": torch.get_rng_state(), **{f"gen_{k}": g.get_state() for k, g in generators.items()}}
     if device.type == "cuda":
@@ -81,6 +83,27 @@ def save_training_state(directory: Path, st: TrainingState, model: torch.nn.Modu
         directory.rename(old)
     tmp.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _saved_best_epoch(path: Path) -> int | None:
+    """The epoch recorded in a saved ``best.safetensors`` (None if absent or unreadable)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return int((f.metadata() or {})["epoch"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _save_best(previous: Path, target: Path, st: TrainingState) -> None:
+    """Write the best weights to ``target``, or hard-link the previous epoch's file when the best
+    epoch has not changed since (most epochs late in a run), so unchanged weights are not rewritten."""
+    if _saved_best_epoch(previous) == st.best_epoch:
+        try:
+            os.link(previous, target)
+            return
+        except OSError:  # a file system without hard links: write it again
+            pass
+    save_file(_tensors(st.best_state), str(target), metadata={"epoch": str(st.best_epoch)})
 
 
 def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
