@@ -174,3 +174,26 @@ def test_length_bucketing_rejects_other_values():
     from prismrec.config import ConfigError
     with pytest.raises(ConfigError, match="length_bucketing"):
         build_config(overrides=["train.length_bucketing=sometimes"])
+
+
+@pytest.mark.parametrize("value,loss,expected", [(None, "ce", 20), (None, "bce", 30), ("auto", "bce", 30),
+                                                 ("7", "ce", 7), ("3", "bce", 3)])
+def test_patience_auto_follows_the_loss(value, loss, expected, monkeypatch):
+    sets = TINY + [f"train.loss={loss}", "train.epochs=200"] + ([f"train.patience={value}"] if value else [])
+    cfg = build_config(overrides=sets)
+    run = build(cfg)
+    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+    assert trainer.patience == expected
+    # and the loop uses it: with validation never improving after epoch 1, training stops after 1 + patience
+    scores = iter([0.5] + [0.1] * 300)
+    real_evaluate = Trainer.evaluate
+
+    def flat_valid(self, split):
+        res = real_evaluate(self, split)
+        res.metrics["NDCG@10"] = next(scores)
+        return res
+
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch: {"loss": 0.0})
+    monkeypatch.setattr(Trainer, "evaluate", flat_valid)
+    result = trainer.fit()
+    assert result.best_epoch == 1 and result.epochs_run == 1 + expected and result.stop_reason == "early_stopping"

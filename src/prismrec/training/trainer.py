@@ -68,6 +68,7 @@ class Trainer:
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.patience = cfg.resolved_patience()  # train.patience: auto per loss
         self.length_bucketing = (cfg.loss == "bce" if cfg.length_bucketing == "auto"
                                  else bool(cfg.length_bucketing))  # train.length_bucketing: auto per loss
         # users with at least one training target; the others only take part in evaluation
@@ -182,7 +183,7 @@ class Trainer:
                 raise ValueError("resuming needs the run directory")
             st = load_training_state(self.metrics_path.parent / RESUME_DIR, self.model, self.optimizer,
                                      self._generators(), self.device, self.tags)
-            if st.bad_evals >= self.cfg.patience:
+            if st.bad_evals >= self.patience:
                 raise ConfigError(f"the run already stopped by early stopping after epoch {st.epoch} "
                                  f"({st.bad_evals} evaluations without improvement); raise train.patience "
                                  f"above {st.bad_evals} to continue it")
@@ -229,7 +230,7 @@ class Trainer:
                                         self.device, self.tags)
                 if self.metrics_path:
                     append_jsonl(record, self.metrics_path)
-                if st.bad_evals >= self.cfg.patience:
+                if st.bad_evals >= self.patience:
                     stopped_early, stop_reason = True, "early_stopping"
                     break
                 if self.cfg.time_limit_minutes > 0 and time.perf_counter() - t_start > 60 * self.cfg.time_limit_minutes:
