@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -118,6 +120,12 @@ def test_resuming_a_config_saved_before_a_key_existed_warns(tmp_path):
     with pytest.warns(UserWarning, match="predates config key.*train.micro_batches=4"):
         assert main(["train", "--quiet", "--config", str(run_dir / "config.yaml"), "--set", "train.epochs=1",
                      "--output-dir", str(tmp_path / "again")]) == 0
+    proc = subprocess.run([sys.executable, "-m", "prismrec", "train", "--quiet", "--config", str(run_dir / "config.yaml"),
+                           "--set", "train.epochs=1", "--output-dir", str(tmp_path / "again2")],
+                          capture_output=True, text=True, check=True)
+    warning_lines = [x for x in proc.stderr.splitlines() if "predates config key" in x]
+    assert len(warning_lines) == 1 and warning_lines[0].startswith("warning: ")  # one line, no source excerpt
+    assert "job = lambda" not in proc.stderr
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"train": raw["train"], "data": raw["data"], "model": raw["model"]}))
     with warnings.catch_warnings():

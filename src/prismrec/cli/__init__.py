@@ -5,6 +5,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from .. import __version__
 
@@ -32,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line: one ``warning: ...`` line, without Python's source excerpt."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -40,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.sequences import DataError
 
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restores the default display when main() returns
+            warnings.formatwarning = _format_warning
+            return int(args.func(args) or 0)
     except (ConfigError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
