@@ -49,7 +49,7 @@ def test_early_stopping_restores_best(tmp_path):
     cfg = build_config(overrides=TINY + ["train.epochs=30", "train.patience=2", "train.lr=0.05"])
     run = train(cfg, tmp_path / "r", progress=False)
     s = run.summary
-    assert s["epochs_run"] <= 30
+    assert s["epochs_run"] <= 30 and s["patience"] == 2
     records = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     best = max(records, key=lambda r: r["valid"]["NDCG@10"])
     assert s["best_epoch"] == best["epoch"]

@@ -130,6 +130,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         "epochs_run": fit.epochs_run,
         "stopped_early": fit.stopped_early,
         "stop_reason": fit.stop_reason,
+        "patience": trainer.patience,  # train.patience with ``auto`` resolved
         "seconds_per_epoch": round(fit.seconds_per_epoch, 4),
         "train_seconds": round(fit.train_seconds, 2),
         "eval_seconds": round(test.seconds, 4),
