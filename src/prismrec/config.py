@@ -100,7 +100,8 @@ class ModelConfig:
     (default): ``x + Attn(LN(x))``, ``x + FFN(LN(x))``, GELU, dropout on the attention output too.
     ``sasrec``: the layout of SASRec's original code: only the queries are normed and the residual
     starts from them, then ``LN`` and a ReLU feed-forward with its own residual; no dropout on the
-    attention output."""
+    attention output. Measured (BCE SASRec, Beauty, seed 1): ``sasrec`` learns faster early (valid
+    NDCG@10 0.0260 vs 0.0203 at epoch 12) but ends level or lower (test 0.0322 vs 0.0335, p = 0.13)."""
     input_scale: Literal["auto", "none", "sqrt_dim"] = "sqrt_dim"
     """``sqrt_dim`` (default) multiplies the item input by sqrt(hidden_dim) before adding positions, as
     SASRec's original code does: without it the BCE loss's sparsely updated item embeddings stay small
