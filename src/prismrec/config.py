@@ -207,6 +207,10 @@ class TrainConfig:
         """``patience`` with ``auto`` replaced by the loss's value from :data:`AUTO_PATIENCE`."""
         return AUTO_PATIENCE[self.loss] if self.patience == "auto" else int(self.patience)
 
+    def resolved_length_bucketing(self) -> bool:
+        """``length_bucketing`` with ``auto`` replaced by the loss's value (on for ``bce`` only)."""
+        return self.loss == "bce" if self.length_bucketing == "auto" else bool(self.length_bucketing)
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -244,10 +248,10 @@ class ExperimentConfig:
                f"train.metric {self.train.metric!r} must be HR@K, NDCG@K or MRR@K with K in eval.ks {self.eval.ks}")
 
 
-#: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
 AUTO_PATIENCE = {"ce": 20, "bce": 30}
 """``train.patience: auto`` per loss."""
 
+#: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.time_limit_minutes", "train.device",
                      "train.num_threads", "eval.batch_size", "data.path")
 

@@ -14,8 +14,10 @@ Configuration: defaults <- --config YAML <- --data/--device flags <- --set overr
 Sections and keys (`prismrec config` prints every key with its default and meaning):
   data.path, data.max_seq_len, data.min_seq_len, data.modalities, data.synthetic.*
   model.backbone, model.hidden_dim, model.num_layers, model.num_heads, model.dropout, model.ffn_mult,
+  model.block, model.input_scale, model.positions,
   model.prism.* (enabled, method, drop_experts, masking, loss_on, lambda_*, fusion, fusion_scope, ...)
   train.loss (ce|bce), train.optimizer, train.lr, train.weight_decay, train.epochs, train.batch_size,
+  train.length_bucketing, train.micro_batches,
   train.patience, train.metric, train.eval_every, train.grad_clip, train.seed, train.device, train.num_threads
   eval.ks, eval.exclude_history, eval.batch_size
 An unknown key is an error that lists the valid keys."""

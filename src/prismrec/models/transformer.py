@@ -22,6 +22,15 @@ def attention_mask(padding_mask: torch.Tensor) -> torch.Tensor:
     return (mask | eye[None])[:, None]  # (B, 1, L, L)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout_p: float,
+           out: nn.Module) -> torch.Tensor:
+    """Multi-head attention from per-head queries (B, H, Lq, Dh) and keys/values (B, H, L, Dh) under a
+    boolean ``mask`` (B, 1, Lq, L), heads merged and projected by ``out``: (B, Lq, H * Dh)."""
+    B, H, Lq, Dh = q.shape
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, H, Lq, Dh)
+    return out(y.transpose(1, 2).reshape(B, Lq, H * Dh))  # (B, Lq, D)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, hidden_dim: int, num_heads: int, dropout: float) -> None:
         super().__init__()
@@ -36,9 +45,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)  # 3x (B, H, L, Dh)
         if last_only:
             q, mask = q[:, :, -1:], mask[:, :, -1:]  # (B, H, 1, Dh), (B, 1, 1, L)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, Lq, Dh)
-        return self.out(y.transpose(1, 2).reshape(B, q.shape[2], D))  # (B, Lq, D)
+        return attend(q, k, v, mask, self.dropout if self.training else 0.0, self.out)  # (B, Lq, D)
 
 
 class TransformerBlock(nn.Module):
@@ -88,9 +95,9 @@ class SASRecBlock(nn.Module):
         Lq = q_in.shape[1]
         q = self.q(q_in).view(B, Lq, self.num_heads, Dh).transpose(1, 2)  # (B, H, Lq, Dh)
         k, v = self.kv(x).view(B, L, 2, self.num_heads, Dh).permute(2, 0, 3, 1, 4)  # 2x (B, H, L, Dh)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, -1:] if last_only else mask,
-                                           dropout_p=self.attn_dropout if self.training else 0.0)  # (B, H, Lq, Dh)
-        x = self.ln2(q_in + self.out(y.transpose(1, 2).reshape(B, Lq, D)))  # (B, Lq, D)
+        y = attend(q, k, v, mask[:, :, -1:] if last_only else mask, self.attn_dropout if self.training else 0.0,
+                   self.out)  # (B, Lq, D)
+        x = self.ln2(q_in + y)  # (B, Lq, D)
         return x + self.ffn(x)  # (B, Lq, D)
 
 

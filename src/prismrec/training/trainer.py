@@ -68,9 +68,8 @@ class Trainer:
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.patience = cfg.resolved_patience()  # train.patience: auto per loss
-        self.length_bucketing = (cfg.loss == "bce" if cfg.length_bucketing == "auto"
-                                 else bool(cfg.length_bucketing))  # train.length_bucketing: auto per loss
+        self.patience = cfg.resolved_patience()  # train.patience and train.length_bucketing: auto per loss
+        self.length_bucketing = cfg.resolved_length_bucketing()
         # users with at least one training target; the others only take part in evaluation
         has_target = (data.train_targets != 0).any(dim=1)
         self.train_users = torch.nonzero(has_target).squeeze(1)
