@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -127,10 +128,15 @@ def test_epoch_loss_normalization_weighs_every_target_position_equally(monkeypat
 
 
 @pytest.mark.parametrize("extra", [[], ["model.prism.enabled=true", "model.prism.lambda_unique=0",
-                                        "model.prism.lambda_synergy=0", "model.prism.lambda_redundancy=0"]])
+                                        "model.prism.lambda_synergy=0", "model.prism.lambda_redundancy=0"],
+                                   ["model.prism.enabled=true", "model.prism.masking=mean"],
+                                   ["model.prism.enabled=true", "model.prism.masking=zero",
+                                    "model.prism.method=concat"]])
 def test_micro_batches_give_the_whole_batch_gradient(extra):
     """Length-sorted parts with accumulated, share-weighted gradients = the batch's gradient (dropout
-    off, CE: nothing random in the step), with less padding per part."""
+    off, CE, deterministic masking: nothing random in the step), with less padding per part. With
+    PRISM the experts run once for the batch (begin_batch/finish_batch), and the interaction losses
+    over the batch's distinct items are the whole batch's."""
     sets = TINY + ["model.dropout=0.0", "model.prism.expert_dropout=0.0", "model.prism.fusion_dropout=0.0", *extra]
     grads, losses = [], []
     for micro in (1, 4):
@@ -155,6 +161,30 @@ def test_micro_batches_give_the_whole_batch_gradient(extra):
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6)
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "stosa"])
+def test_micro_batches_run_the_prism_experts_once_per_step(backbone):
+    """Parts read the step's expert table instead of running the experts again: no more expert calls
+    for 4 micro-batches than for 1 (per stream, the full input once; the masked views once; without
+    the table 4 parts would make 4 times as many)."""
+    calls = []
+    for micro in (1, 4):
+        cfg = build_config(overrides=TINY + ["model.prism.enabled=true", f"model.backbone={backbone}",
+                                             f"train.micro_batches={micro}"])
+        run = build(cfg)
+        trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+        run.model.train()
+        n = [0]
+        run.model.item_input.fuser.experts.register_forward_hook(lambda *_: n.__setitem__(0, n[0] + 1))
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss, parts = trainer.accumulate_gradients(torch.arange(run.data.num_users))
+        assert {"L_synergy", "L_redundancy"} <= parts.keys() and math.isfinite(loss)
+        assert run.model.item_input._step is None  # the step's table is released
+        expert_grad = run.model.item_input.fuser.experts.parameters().__next__().grad
+        assert expert_grad is not None and expert_grad.abs().sum() > 0
+        calls.append(n[0])
+    assert calls[1] <= calls[0]
 
 
 @pytest.mark.parametrize("value,loss,expected", [(None, "ce", False), (None, "bce", True), ("true", "ce", True),

@@ -165,8 +165,10 @@ class TrainConfig:
     loss of each part is weighted by its share of the batch's targets, other terms by its share of
     users), but each part pads only to its own longest history: cheaper epochs without the
     one-length batches of ``length_bucketing`` (Beauty, CPU: CE epochs as cheap as bucketed ones,
-    BCE epochs 2.3x cheaper than with 1 part). Terms computed per batch (PRISM's masking statistics
-    and interaction losses, InDiRec's contrastive samples) become per-part averages; 1 = off."""
+    BCE epochs 2.3x cheaper than with 1 part). PRISM's item-level work (experts on the batch's distinct
+    items) and its ``representation`` interaction losses (masking statistics included) still run once
+    per batch, as with 1 part; other per-batch terms (``prediction`` interaction losses, InDiRec's
+    contrastive samples) become per-part averages. 1 = off."""
     patience: Literal["auto"] | int = "auto"
     """Stop after this many evaluations without improvement of ``metric`` on validation. ``auto`` =
     20 for ``ce``, 30 for ``bce`` (see :data:`AUTO_PATIENCE`): on Beauty, validation NDCG@10 kept

@@ -125,6 +125,16 @@ class SequentialRecommender(nn.Module):
         return LossOutput(total=total, parts={"rec": rec.detach(), **{k: v.detach() for k, v in aux.items()}},
                           rec=rec)
 
+    # --- a training step in micro-batches (see ItemInput.begin_batch) -------------------
+    def begin_batch(self, item_seq: torch.Tensor | None) -> None:
+        """Before a step's micro-batches, with all of its rows (B, L); None drops an unfinished step."""
+        self.item_input.begin_batch(item_seq)
+
+    def finish_batch(self) -> LossOutput | None:
+        """After every part's backward: what is left to back-propagate for the step (the item-level
+        work done once in :meth:`begin_batch`, and the step's item-level auxiliary losses), or None."""
+        return closing_loss(*self.item_input.finish_batch())
+
     def _aux_context(self, batch: TrainBatch, padding_mask: torch.Tensor) -> AuxContext:
         def encode(inputs: torch.Tensor) -> torch.Tensor:
             reps = inputs.shape[0] // batch.item_seq.shape[0]
@@ -133,3 +143,12 @@ class SequentialRecommender(nn.Module):
         return AuxContext(item_seq=batch.item_seq, padding_mask=padding_mask,
                           target_mask=batch.targets != PAD_ID, encode=encode,
                           predict_items=self.candidate_scores)
+
+
+def closing_loss(carry: torch.Tensor | None, aux: dict[str, torch.Tensor]) -> LossOutput | None:
+    """A step's closing backward: ``carry`` (gradient carrier, no value of its own) plus the auxiliary
+    losses, whose values alone are reported."""
+    if carry is None and not aux:
+        return None
+    terms = ([carry] if carry is not None else []) + list(aux.values())
+    return LossOutput(total=sum(terms[1:], terms[0]), parts={k: v.detach() for k, v in aux.items()})

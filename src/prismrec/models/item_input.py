@@ -62,6 +62,20 @@ class ItemInput(nn.Module):
         """Extra training losses (e.g. PRISM's interaction losses). Plain inputs have none."""
         return {}
 
+    # A training step may run in several micro-batches (``train.micro_batches``). An input whose
+    # per-item work is costly can do it once per step instead of once per part: ``begin_batch``
+    # gets every row of the step before the parts run, the parts' forwards read the result, and
+    # ``finish_batch`` (after every part's backward) returns what carries their gradients back
+    # through that work, plus the step's item-level auxiliary losses computed once.
+    def begin_batch(self, item_seq: torch.Tensor | None) -> None:
+        """Before a step's micro-batches, with all its rows (B, L); None drops any unfinished step."""
+
+    def finish_batch(self, losses: bool = True) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """After every part's backward: (a scalar whose gradient is the parts' gradients carried through
+        the work of ``begin_batch``, or None; the step's auxiliary losses if ``losses``). Plain inputs:
+        (None, {})."""
+        return None, {}
+
     def sibling(self, id_input: "ItemInput") -> "ItemInput":
         """An item input for a second embedding stream of the same backbone (e.g. STOSA's
         covariance stream): uses ``id_input`` for IDs and shares every other component

@@ -32,7 +32,7 @@ from torch import nn
 from ..backbone_config import STOSAConfig
 from ..config import ConfigError, ModelConfig
 from ..data.sequences import PAD_ID
-from .base import LossOutput, SequentialRecommender, TrainBatch
+from .base import LossOutput, SequentialRecommender, TrainBatch, closing_loss
 from .dropout import Dropout
 from .item_input import AuxContext, IDEmbedding, ItemInput
 from .ops import gather_rows
@@ -148,6 +148,18 @@ class STOSA(SequentialRecommender):
         total = rec + sum(aux.values()) if aux else rec
         return LossOutput(total=total, parts={"rec": rec.detach(), **{k: v.detach() for k, v in aux.items()}},
                           rec=rec)
+
+    def begin_batch(self, item_seq: torch.Tensor | None) -> None:
+        self.item_input.begin_batch(item_seq)
+        self.cov_input.begin_batch(item_seq)
+
+    def finish_batch(self) -> LossOutput | None:
+        """Both streams' item-level work; the step's item-level auxiliary losses once, from the mean
+        stream: they are a function of the shared experts alone, the same for either stream."""
+        carry_mean, aux = self.item_input.finish_batch()
+        carry_cov, _ = self.cov_input.finish_batch(losses=False)
+        carry = [c for c in (carry_mean, carry_cov) if c is not None]
+        return closing_loss(sum(carry[1:], carry[0]) if carry else None, aux)
 
     def _stream_aux_losses(self, batch: TrainBatch, mean_in: torch.Tensor, cov_in: torch.Tensor
                            ) -> dict[str, torch.Tensor]:

@@ -55,6 +55,15 @@ class Fuser(nn.Module):
         this batch, reusable instead of recomputing them."""
         return {}
 
+    #: True when the interaction losses are a function of the batch's distinct items alone (then a
+    #: step in micro-batches computes them once, with :meth:`item_losses`, not once per part)
+    item_level_losses: bool = False
+
+    def item_losses(self, items: torch.Tensor, modal: torch.Tensor, item_part: torch.Tensor
+                    ) -> dict[str, torch.Tensor]:
+        """Interaction losses from distinct items (U,), their modalities (U, M, D) and item parts."""
+        return {}
+
 
 class PRISMFuser(Fuser):
     def __init__(self, cfg: PRISMConfig, modalities: list[str], hidden_dim: int) -> None:
@@ -102,22 +111,32 @@ class PRISMFuser(Fuser):
         w = self.fusion(item_part, id_items, where, padding_mask)  # (B, L, E)  Eq. 10
         return torch.einsum("ble,bled->bld", w, gather_rows(item_part, where))  # (B, L, D)  Eq. 11
 
+    @property
+    def item_level_losses(self) -> bool:
+        return self.cfg.loss_on == "representation"
+
     def interaction_losses(self, encode_items, ctx, id_emb, combine, batch_items=None):
         if not any(self.loss_weights.values()):
             return {}  # "w/o interaction losses": no masked passes at all
         if self.cfg.loss_on == "representation":
-            # each distinct item of the batch once: expert outputs depend on the item alone
-            if batch_items is not None:  # the forward's expert outputs are the full-input term
-                items, modal, full_out = batch_items
-                real_rows = items != PAD_ID
-                real, full_out = modal[real_rows], full_out[real_rows]  # (P, M, D), (P, E, D)
-            else:
-                real = encode_items(torch.unique(ctx.item_seq[ctx.padding_mask]))  # (P, M, D)
-                full_out = self.expert_outputs(real)  # (P, E, D)
-            views = unimodal_views(real, self.cfg.masking)  # (M, P, M, D)
-            view_out = self.expert_outputs(views)  # (M, P, E, D)
-        else:
-            full_out, view_out = self._prediction_outputs(encode_items(ctx.item_seq), ctx, id_emb, combine)
+            if batch_items is None:
+                items = torch.unique(ctx.item_seq[ctx.padding_mask])
+                modal = encode_items(items)
+                batch_items = (items, modal, self.expert_outputs(modal))
+            return self.item_losses(*batch_items)
+        full_out, view_out = self._prediction_outputs(encode_items(ctx.item_seq), ctx, id_emb, combine)
+        return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
+                                  self.cfg.margin)
+
+    def item_losses(self, items, modal, item_part):
+        """``representation`` losses: each distinct real item of the batch once (expert outputs depend
+        on the item alone); ``item_part`` (the experts' outputs on the full input) is the full term."""
+        if not any(self.loss_weights.values()):
+            return {}
+        real_rows = items != PAD_ID
+        real, full_out = modal[real_rows], item_part[real_rows]  # (P, M, D), (P, E, D)
+        views = unimodal_views(real, self.cfg.masking)  # (M, P, M, D)
+        view_out = self.expert_outputs(views)  # (M, P, E, D)
         return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
                                   self.cfg.margin)
 

@@ -11,6 +11,8 @@ item (``output_fusion=items``) or, for PRISM, every expert's embedding weighted 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -63,6 +65,7 @@ class MultimodalItemInput(ItemInput):
         self.query_fusion = query_fusion
         # the last training forward's per-item work, reused by auxiliary_losses on the same batch
         self._batch_items: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None
+        self._step: _StepTable | None = None  # a step in micro-batches: its item-level work, done once
 
     @property
     def widens_output(self) -> bool:
@@ -70,8 +73,15 @@ class MultimodalItemInput(ItemInput):
 
     def _item_level(self, item_seq: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The item-level part (ID rows, modalities, experts) once per distinct item of ``item_seq``:
-        items (U,), where (B, L) each position's row, id_items (U, D), modal (U, M, D), per_item (U, ...)."""
+        items (U,), where (B, L) each position's row, id_items (U, D), modal (U, M, D), per_item (U, ...).
+        Inside a step begun with :meth:`begin_batch` the rows come from the step's table (modal None)."""
         items, where = torch.unique(item_seq, return_inverse=True)
+        step = self._step if self.training and torch.is_grad_enabled() else None
+        if step is not None:
+            rows = step.rows[items]  # (U,) each item's row in the step's table, -1 if absent
+            if bool((rows >= 0).all()):
+                id_rows, part_rows = (leaf[rows] for leaf in step.leaves)
+                return items, where, id_rows, None, part_rows
         modal = self.modalities(items)
         return items, where, self.id_input(items), modal, self.fuser.item_part(modal)
 
@@ -79,9 +89,38 @@ class MultimodalItemInput(ItemInput):
         # only what depends on the history runs per position (PRISM: the pooled fusion weights)
         items, where, id_items, modal, per_item = self._item_level(item_seq)
         mm = self.fuser.fuse(per_item, id_items, where, item_seq != PAD_ID)  # (B, L, D)
-        if self.training and torch.is_grad_enabled():
+        if self.training and torch.is_grad_enabled() and modal is not None:
             self._batch_items = (item_seq, (items, modal, per_item))
         return self.combine(gather_rows(id_items, where), self.content_norm(mm))  # (B, L, D)
+
+    # ------------------------------------------------------------------ a step in micro-batches
+    def begin_batch(self, item_seq: torch.Tensor | None) -> None:
+        """Run the item-level work (modalities, experts, ID rows) once for every distinct item of the
+        step. Each part reads detached leaf copies of it, so the parts' backward passes stop at the
+        leaves and add up there; :meth:`finish_batch` carries the sums through the experts once."""
+        self._step = self._batch_items = None
+        if item_seq is None:
+            return
+        items = torch.unique(item_seq)  # (U,)
+        modal = self.modalities(items)  # (U, M, D)
+        outputs = (self.id_input(items), self.fuser.item_part(modal))  # (U, D), (U, ...)
+        rows = torch.full((self.num_items + 1,), -1, dtype=torch.long, device=items.device)
+        rows[items] = torch.arange(len(items), device=items.device)
+        self._step = _StepTable(items, rows, modal, outputs,
+                                tuple(t.detach().requires_grad_() for t in outputs))
+
+    def finish_batch(self, losses: bool = True) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """sum(output * its leaf's accumulated gradient): its backward is exactly the parts' gradient
+        through the item-level work. Plus, with ``losses``, the interaction losses of every distinct
+        item of the step, once (``representation``; ``prediction`` losses ran in each part)."""
+        step, self._step = self._step, None
+        if step is None:
+            return None, {}
+        carried = [(out * leaf.grad).sum() for out, leaf in zip(step.outputs, step.leaves) if leaf.grad is not None]
+        carry = sum(carried[1:], carried[0]) if carried else None
+        aux = (self.fuser.item_losses(step.items, step.modal, step.outputs[1])
+               if losses and self.fuser.item_level_losses else {})
+        return carry, aux
 
     def output_embeddings(self) -> torch.Tensor:
         """The shared item table: ID embeddings, plus one fused content embedding per item with
@@ -120,6 +159,8 @@ class MultimodalItemInput(ItemInput):
         return keys if where is None else gather_rows(keys, where)
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
+        if self._step is not None and self.fuser.item_level_losses:
+            return {}  # computed once for the whole step by finish_batch
         cached, self._batch_items = self._batch_items, None
         reuse = cached[1] if cached is not None and cached[0] is ctx.item_seq else None
         return self.fuser.interaction_losses(self.modalities, ctx, self.id_input(ctx.item_seq),
@@ -154,6 +195,14 @@ class MultimodalItemInput(ItemInput):
         if not isinstance(self.fuser, PRISMFuser):
             return None
         return self.fuser.expert_outputs(self.modalities(items))
+
+
+class _StepTable(NamedTuple):
+    items: torch.Tensor  # (U,) the step's distinct items, sorted
+    rows: torch.Tensor  # (N + 1,) each item's row in ``items``, -1 if absent
+    modal: torch.Tensor  # (U, M, D) projected modalities (in the graph)
+    outputs: tuple[torch.Tensor, torch.Tensor]  # ID rows (U, D), fuser item parts (U, ...) (in the graph)
+    leaves: tuple[torch.Tensor, torch.Tensor]  # their detached copies that the parts' forwards use
 
 
 def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,

@@ -113,11 +113,30 @@ class Trainer:
         """Forward and backward for one batch of user rows, in ``train.micro_batches`` length-sorted
         parts whose gradients add up to the whole batch's: part p's recommendation loss (a mean over
         its targets) weighs (its targets / the batch's targets) and its other terms (its users / the
-        batch's users). Returns the batch's loss and its reported parts."""
+        batch's users). With several parts, the model's item-level work (PRISM's experts) and item-level
+        auxiliary losses run once for the batch, around the parts (``begin_batch``/``finish_batch``).
+        Returns the batch's loss and its reported parts."""
         parts_users = ([users] if self.cfg.micro_batches == 1 else
                        users[torch.argsort(self.targets_per_user[users], stable=True)]
                        .tensor_split(min(self.cfg.micro_batches, len(users))))
         batch_targets = float(self.targets_per_user[users].sum())
+        if len(parts_users) > 1:
+            self.model.begin_batch(self.train_inputs[users])
+        try:
+            loss, parts = self._backward_parts(parts_users, users, batch_targets, rec_weight)
+        except BaseException:
+            self.model.begin_batch(None)  # drop the unfinished step's item table
+            raise
+        closing = self.model.finish_batch() if len(parts_users) > 1 else None
+        if closing is not None:
+            closing.total.backward()
+            for k, v in closing.parts.items():  # the batch's item-level auxiliary losses, weight 1
+                loss += float(v)
+                parts[k] = parts.get(k, 0.0) + float(v)
+        return loss, parts
+
+    def _backward_parts(self, parts_users: list[torch.Tensor], users: torch.Tensor, batch_targets: float,
+                        rec_weight: float) -> tuple[float, dict[str, float]]:
         loss, parts = 0.0, {}
         for part in parts_users:
             batch = TrainBatch(*trim_left_padding(self.train_inputs[part], self.train_targets[part]), user_index=part)
