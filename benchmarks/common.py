@@ -36,11 +36,16 @@ def machine() -> dict:
 
 
 def git_commit() -> str:
+    """HEAD's short hash, with ``+dirty`` when the library's source differs from it (the numbers then
+    come from uncommitted code)."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                               text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True,
+                               text=True).stdout.strip()
     except OSError:
         return "unknown"
+    return f"{head}+dirty" if head and dirty else head or "unknown"
 
 
 def write_result(name: str, payload: dict, out_dir: Path | None = None) -> Path:
