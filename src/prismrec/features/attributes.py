@@ -69,7 +69,7 @@ def build_attribute_features(data: str | Path, *, method: str = "svd", dim: int 
     if attrs is None or attrs.num_attributes == 0:
         raise DataError(f"{folder} has no item attributes (item_meta.tsv attributes column is empty)")
     spec = model if isinstance(model, str) else model.name
-    encoder = f"truncated-svd-multi-hot" if method == "svd" else f"mean-name-embedding:{spec}"
+    encoder = "truncated-svd-multi-hot" if method == "svd" else f"mean-name-embedding:{spec}"
     params = {"method": method, "dim": dim if method == "svd" else None, "seed": seed if method == "svd" else None,
               "inputs": inputs_hash(attrs.as_lists())}
     if not force and is_current(folder, modality, ds, encoder, params):
