@@ -22,6 +22,7 @@ VARIANTS = {
     "prism": ["model.prism.enabled=true"],  # random masking draws every step
     "indirec": ["model.backbone=indirec", "model.indirec.num_intents=3", "model.indirec.diffusion_steps=20",
                 "model.indirec.sample_steps=4", "model.indirec.cl_max_samples=16"],  # per-epoch k-means
+    "stosa-prism": ["model.backbone=stosa", "model.prism.enabled=true"],  # streams share PRISM's tensors
 }
 
 

@@ -80,7 +80,7 @@ class MultimodalItemInput(ItemInput):
         if step is not None:
             rows = step.rows[items]  # (U,) each item's row in the step's table, -1 if absent
             if bool((rows >= 0).all()):
-                id_rows, part_rows = (leaf[rows] for leaf in step.leaves)
+                id_rows, part_rows = (gather_rows(leaf, rows) for leaf in step.leaves)
                 return items, where, id_rows, None, part_rows
         modal = self.modalities(items)
         return items, where, self.id_input(items), modal, self.fuser.item_part(modal)

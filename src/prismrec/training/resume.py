@@ -53,7 +53,19 @@ class TrainingState:
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    """CPU tensors for ``save_file``. Entries that share memory (modules shared between two paths of
+    a model, e.g. PRISM's experts in STOSA's mean and covariance streams) are copied apart: safetensors
+    refuses shared tensors, and ``load_state_dict`` writes the same values into the shared module twice."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for k, v in state.items():
+        t = v.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen:
+            t = t.clone()
+        seen.add(ptr)
+        out[k] = t
+    return out
 
 
 def save_training_state(directory: Path, st: TrainingState, model: torch.nn.Module,
