@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import build_trainer, train_step, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -36,34 +36,22 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from prismrec.api import build
-    from prismrec.config import build_config
     from prismrec.models.dropout import Dropout
-    from prismrec.training import Trainer
 
-    cfg = build_config(overrides=[f"data.path={args.data}", f"train.loss={args.loss}", "train.device=cpu",
-                                  *args.overrides])
-    run = build(cfg)
-    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
-    run.model.train()
+    _, trainer = build_trainer(args.data, args.loss, args.overrides)
     batches = trainer.user_batches()[: args.steps]
-
-    def step(users: torch.Tensor) -> None:  # the trainer's own step (micro-batches included)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        trainer.accumulate_gradients(users)
-        trainer.optimizer.step()
 
     fast = Dropout.forward
     variants = {"prismrec": fast, "bernoulli": lambda self, x: F.dropout(x, self.p, self.training)}
     for users in batches[:5]:
-        step(users)  # warm-up
+        train_step(trainer, users)  # warm-up
     times = {name: {"wall": [], "cpu": []} for name in variants}
     for _ in range(args.rounds):
         for name, forward in variants.items():
             Dropout.forward = forward
             w0, c0 = time.perf_counter(), time.process_time()
             for users in batches:
-                step(users)
+                train_step(trainer, users)
             times[name]["wall"].append(1000 * (time.perf_counter() - w0) / len(batches))
             times[name]["cpu"].append(1000 * (time.process_time() - c0) / len(batches))
     Dropout.forward = fast

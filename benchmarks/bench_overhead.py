@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import build_trainer, write_result  # noqa: E402
 
 
 def parse_arm(text: str) -> tuple[str, list[str]]:
@@ -48,17 +48,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from prismrec.api import build
-    from prismrec.config import build_config
-    from prismrec.training import Trainer
-
     arms = [parse_arm(a) for a in args.arm]
     trainers = {}
     for name, sets in arms:
-        cfg = build_config(overrides=[f"data.path={args.data}", f"train.loss={args.loss}", "train.device=cpu",
-                                      *args.overrides, *sets])
-        run = build(cfg)
-        trainers[name] = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+        _, trainers[name] = build_trainer(args.data, args.loss, [*args.overrides, *sets])
         trainers[name].train_epoch(0)  # warm-up (allocator, kernels), untimed
     times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name, _ in arms}
     for epoch in range(1, args.epochs + 1):

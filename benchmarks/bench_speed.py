@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import build_trainer, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -32,17 +32,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
 
-    from prismrec.api import build
-    from prismrec.config import build_config
-    from prismrec.training import Trainer
     from prismrec.training.trainer import peak_memory_mb
 
     results = {}
     for loss in args.losses:
-        cfg = build_config(overrides=[f"data.path={args.data}", f"train.loss={loss}",
-                                      f"train.device={args.device}"] + args.overrides)
-        run = build(cfg)
-        trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+        run, trainer = build_trainer(args.data, loss, args.overrides, device=args.device)
         trainer.train_epoch(0)  # warm-up
         times = []
         for e in range(1, args.epochs + 1):

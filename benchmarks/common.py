@@ -48,6 +48,28 @@ def git_commit() -> str:
     return f"{head}+dirty" if head and dirty else head or "unknown"
 
 
+def build_trainer(data: str, loss: str, overrides: list[str], device: str = "cpu"):
+    """The model and :class:`~prismrec.training.Trainer` of ``data`` (a dataset path) with ``loss`` and
+    config ``overrides``, model in training mode: the setup every per-step/per-epoch timing script
+    shares. Returns (run, trainer)."""
+    from prismrec.api import build
+    from prismrec.config import build_config
+    from prismrec.training import Trainer
+
+    cfg = build_config(overrides=[f"data.path={data}", f"train.loss={loss}", f"train.device={device}", *overrides])
+    run = build(cfg)
+    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+    run.model.train()
+    return run, trainer
+
+
+def train_step(trainer, users) -> None:
+    """One step of the training loop on the rows ``users`` (micro-batches included), as the loop runs it."""
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.accumulate_gradients(users)
+    trainer.optimizer.step()
+
+
 def write_result(name: str, payload: dict, out_dir: Path | None = None) -> Path:
     out_dir = out_dir or RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import build_trainer, train_step, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -34,30 +34,16 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from prismrec.api import build
-    from prismrec.config import build_config
-    from prismrec.training import Trainer
-
-    cfg = build_config(overrides=[f"data.path={args.data}", f"train.loss={args.loss}", "train.device=cpu",
-                                  *args.overrides])
-    run = build(cfg)
-    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
-    run.model.train()
+    _, trainer = build_trainer(args.data, args.loss, args.overrides)
     batches = trainer.user_batches()
     if len(batches) < args.steps + 3:
         raise SystemExit(f"only {len(batches)} batches per epoch; ask for fewer --steps")
-
-    def step(users: torch.Tensor) -> None:
-        trainer.optimizer.zero_grad(set_to_none=True)
-        trainer.accumulate_gradients(users)
-        trainer.optimizer.step()
-
     for users in batches[:3]:
-        step(users)
+        train_step(trainer, users)
     w0, c0 = time.perf_counter(), time.process_time()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for users in batches[3:3 + args.steps]:
-            step(users)
+            train_step(trainer, users)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total_us = sum(e.self_cpu_time_total for e in events)
