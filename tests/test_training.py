@@ -181,7 +181,7 @@ def test_micro_batches_run_the_prism_experts_once_per_step(backbone):
         loss, parts = trainer.accumulate_gradients(torch.arange(run.data.num_users))
         assert {"L_synergy", "L_redundancy"} <= parts.keys() and math.isfinite(loss)
         assert run.model.item_input._step is None  # the step's table is released
-        expert_grad = run.model.item_input.fuser.experts.parameters().__next__().grad
+        expert_grad = next(run.model.item_input.fuser.experts.parameters()).grad
         assert expert_grad is not None and expert_grad.abs().sum() > 0
         calls.append(n[0])
     assert calls[1] <= calls[0]

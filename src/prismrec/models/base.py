@@ -145,10 +145,10 @@ class SequentialRecommender(nn.Module):
                           predict_items=self.candidate_scores)
 
 
-def closing_loss(carry: torch.Tensor | None, aux: dict[str, torch.Tensor]) -> LossOutput | None:
-    """A step's closing backward: ``carry`` (gradient carrier, no value of its own) plus the auxiliary
-    losses, whose values alone are reported."""
-    if carry is None and not aux:
+def closing_loss(carry: list[torch.Tensor], aux: dict[str, torch.Tensor]) -> LossOutput | None:
+    """A step's closing backward: the ``carry`` terms (gradient carriers, no value of their own) plus
+    the auxiliary losses, whose values alone are reported; None when there is nothing."""
+    terms = carry + list(aux.values())
+    if not terms:
         return None
-    terms = ([carry] if carry is not None else []) + list(aux.values())
     return LossOutput(total=sum(terms[1:], terms[0]), parts={k: v.detach() for k, v in aux.items()})

@@ -70,11 +70,10 @@ class ItemInput(nn.Module):
     def begin_batch(self, item_seq: torch.Tensor | None) -> None:
         """Before a step's micro-batches, with all its rows (B, L); None drops any unfinished step."""
 
-    def finish_batch(self, losses: bool = True) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-        """After every part's backward: (a scalar whose gradient is the parts' gradients carried through
-        the work of ``begin_batch``, or None; the step's auxiliary losses if ``losses``). Plain inputs:
-        (None, {})."""
-        return None, {}
+    def finish_batch(self, losses: bool = True) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """After every part's backward: (scalars whose gradients are the parts' gradients carried through
+        the work of ``begin_batch``; the step's auxiliary losses if ``losses``). Plain inputs: ([], {})."""
+        return [], {}
 
     def sibling(self, id_input: "ItemInput") -> "ItemInput":
         """An item input for a second embedding stream of the same backbone (e.g. STOSA's

@@ -158,8 +158,7 @@ class STOSA(SequentialRecommender):
         stream: they are a function of the shared experts alone, the same for either stream."""
         carry_mean, aux = self.item_input.finish_batch()
         carry_cov, _ = self.cov_input.finish_batch(losses=False)
-        carry = [c for c in (carry_mean, carry_cov) if c is not None]
-        return closing_loss(sum(carry[1:], carry[0]) if carry else None, aux)
+        return closing_loss(carry_mean + carry_cov, aux)
 
     def _stream_aux_losses(self, batch: TrainBatch, mean_in: torch.Tensor, cov_in: torch.Tensor
                            ) -> dict[str, torch.Tensor]:

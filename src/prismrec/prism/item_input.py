@@ -109,15 +109,14 @@ class MultimodalItemInput(ItemInput):
         self._step = _StepTable(items, rows, modal, outputs,
                                 tuple(t.detach().requires_grad_() for t in outputs))
 
-    def finish_batch(self, losses: bool = True) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-        """sum(output * its leaf's accumulated gradient): its backward is exactly the parts' gradient
-        through the item-level work. Plus, with ``losses``, the interaction losses of every distinct
+    def finish_batch(self, losses: bool = True) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """sum(output * its leaf's accumulated gradient) per output: their backward is exactly the parts'
+        gradient through the item-level work. Plus, with ``losses``, the interaction losses of every distinct
         item of the step, once (``representation``; ``prediction`` losses ran in each part)."""
         step, self._step = self._step, None
         if step is None:
-            return None, {}
-        carried = [(out * leaf.grad).sum() for out, leaf in zip(step.outputs, step.leaves) if leaf.grad is not None]
-        carry = sum(carried[1:], carried[0]) if carried else None
+            return [], {}
+        carry = [(out * leaf.grad).sum() for out, leaf in zip(step.outputs, step.leaves) if leaf.grad is not None]
         aux = (self.fuser.item_losses(step.items, step.modal, step.outputs[1])
                if losses and self.fuser.item_level_losses else {})
         return carry, aux
