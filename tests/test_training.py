@@ -227,3 +227,15 @@ def test_patience_auto_follows_the_loss(value, loss, expected, monkeypatch):
     monkeypatch.setattr(Trainer, "evaluate", flat_valid)
     result = trainer.fit()
     assert result.best_epoch == 1 and result.epochs_run == 1 + expected and result.stop_reason == "early_stopping"
+
+
+@pytest.mark.parametrize("stosa_loss,train_loss,sampled", [("bpr_pvn", "ce", True), ("ce", "bce", False)])
+def test_auto_batching_and_patience_follow_the_loss_the_model_trains_with(stosa_loss, train_loss, sampled):
+    # STOSA ignores train.loss: its BPR samples negatives (bce's auto values), its CE option does not
+    cfg = build_config(overrides=TINY + ["model.backbone=stosa", f"model.stosa.loss={stosa_loss}",
+                                         f"train.loss={train_loss}"])
+    run = build(cfg)
+    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+    assert run.model.needs_negatives is sampled
+    assert trainer.length_bucketing is sampled
+    assert trainer.patience == (30 if sampled else 20)

@@ -148,8 +148,9 @@ class TrainConfig:
     """Users per training batch."""
     length_bucketing: Literal["auto"] | bool = "auto"
     """Group users of similar sequence length into batches (shuffled order of batches, and of
-    users within ~50-batch pools), so that dropping all-padding columns saves more. ``auto`` = on for
-    ``bce``, off for ``ce``, from measurements on Beauty (docs/benchmarks.md section 1): with CE,
+    users within ~50-batch pools), so that dropping all-padding columns saves more. ``auto`` = on
+    when the model trains with sampled negatives (``bce``, and STOSA's own BPR loss, which ignores
+    ``train.loss``), off for full-softmax CE, from measurements on Beauty (docs/benchmarks.md section 1): with CE,
     one-length batches learn worse (test NDCG@10 0.0502 bucketed vs 0.0551 with random batches, same
     seed); with BCE random batches did not help (0.0247 and 0.0243 vs 0.0263-0.0298 bucketed). Random
     batches still drop their all-padding columns, and ``micro_batches`` pads each part separately."""
@@ -171,7 +172,8 @@ class TrainConfig:
     contrastive samples) become per-part averages. 1 = off."""
     patience: Literal["auto"] | int = "auto"
     """Stop after this many evaluations without improvement of ``metric`` on validation. ``auto`` =
-    20 for ``ce``, 30 for ``bce`` (see :data:`AUTO_PATIENCE`): on Beauty, validation NDCG@10 kept
+    20 for full-softmax CE, 30 for sampled-negative losses (``bce``, STOSA's BPR; see
+    :data:`AUTO_PATIENCE`): on Beauty, validation NDCG@10 kept
     improving in steps up to 10 (CE) and 23 (BCE) epochs apart, and the former default of 10 stopped
     a BCE SASRec at valid NDCG@10 0.0377 (epoch 69) where it went on to 0.040 (docs/benchmarks.md
     section 1)."""
@@ -205,13 +207,19 @@ class TrainConfig:
                "train.patience must be 'auto' or an integer >= 1")
         _check(self.eval_every >= 1, "train.eval_every must be >= 1")
 
-    def resolved_patience(self) -> int:
-        """``patience`` with ``auto`` replaced by the loss's value from :data:`AUTO_PATIENCE`."""
-        return AUTO_PATIENCE[self.loss] if self.patience == "auto" else int(self.patience)
+    def resolved_patience(self, sampled_loss: bool | None = None) -> int:
+        """``patience`` with ``auto`` replaced by :data:`AUTO_PATIENCE` for the loss the model trains
+        with: ``sampled_loss`` (the model's ``needs_negatives``), or ``loss == "bce"`` when not given."""
+        if self.patience != "auto":
+            return int(self.patience)
+        return AUTO_PATIENCE["bce" if self._sampled(sampled_loss) else "ce"]
 
-    def resolved_length_bucketing(self) -> bool:
-        """``length_bucketing`` with ``auto`` replaced by the loss's value (on for ``bce`` only)."""
-        return self.loss == "bce" if self.length_bucketing == "auto" else bool(self.length_bucketing)
+    def resolved_length_bucketing(self, sampled_loss: bool | None = None) -> bool:
+        """``length_bucketing`` with ``auto`` replaced by ``sampled_loss`` (see :meth:`resolved_patience`)."""
+        return self._sampled(sampled_loss) if self.length_bucketing == "auto" else bool(self.length_bucketing)
+
+    def _sampled(self, sampled_loss: bool | None) -> bool:
+        return self.loss == "bce" if sampled_loss is None else bool(sampled_loss)
 
 
 @dataclass(frozen=True)
@@ -251,7 +259,7 @@ class ExperimentConfig:
 
 
 AUTO_PATIENCE = {"ce": 20, "bce": 30}
-"""``train.patience: auto`` per loss."""
+"""``train.patience: auto`` per kind of loss: full-softmax ``ce``, or sampled negatives (``bce``)."""
 
 #: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.time_limit_minutes", "train.device",

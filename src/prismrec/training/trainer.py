@@ -68,8 +68,10 @@ class Trainer:
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.patience = cfg.resolved_patience()  # train.patience and train.length_bucketing: auto per loss
-        self.length_bucketing = cfg.resolved_length_bucketing()
+        # train.patience and train.length_bucketing: auto follows the loss the model trains with
+        # (STOSA's own BPR loss samples negatives whatever train.loss says)
+        self.patience = cfg.resolved_patience(model.needs_negatives)
+        self.length_bucketing = cfg.resolved_length_bucketing(model.needs_negatives)
         # users with at least one training target; the others only take part in evaluation
         has_target = (data.train_targets != 0).any(dim=1)
         self.train_users = torch.nonzero(has_target).squeeze(1)
