@@ -160,14 +160,15 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None, *, progress:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir}: no config.yaml (is this a prismrec run directory?)")
-    saved = dict(_leaves(build_config(run_dir / "config.yaml")))
-    cfg = build_config(run_dir / "config.yaml", overrides=overrides)
+    raw = load_yaml(run_dir / "config.yaml")
+    saved = dict(_leaves(build_config(extra=raw)))
+    cfg = build_config(extra=raw, overrides=overrides)
     refused = [k for k, v in _leaves(cfg) if v != saved[k] and k not in RESUMABLE_CHANGES]
     if refused:
         raise ConfigError(f"cannot change {', '.join(refused)} when resuming {run_dir} (the run was trained with "
                           f"the saved config); keys that may change: {', '.join(RESUMABLE_CHANGES)}")
     warn_if_config_predates(run_dir / "config.yaml", cfg, "resuming with these defaults (the run's earlier "
-                            "epochs had the behaviour from before the keys existed)")
+                            "epochs had the behaviour from before the keys existed)", raw=raw)
     return train(cfg, run_dir, progress=progress, resume=True)
 
 
@@ -178,11 +179,11 @@ def is_run_config(path: str | Path) -> bool:
                                               for f in ("summary.json", "metrics.jsonl", "model.safetensors"))
 
 
-def warn_if_config_predates(path: str | Path, cfg, consequence: str) -> list[str]:
+def warn_if_config_predates(path: str | Path, cfg, consequence: str, raw: dict | None = None) -> list[str]:
     """Warn when a run's saved ``config.yaml`` lacks keys that ``cfg`` has (it was saved by an older
     prismrec, so those keys now take today's defaults, which may not be what the run was trained
-    with). Returns the missing keys as ``key=value``."""
-    raw = load_yaml(path)
+    with). ``raw``: the file's already-parsed contents, if at hand. Returns the missing keys as ``key=value``."""
+    raw = load_yaml(path) if raw is None else raw
     absent = [f"{k}={v!r}" for k, v in _leaves(cfg) if not _has_key(raw, k)]
     if absent:
         warnings.warn(f"{path} predates config key(s) {', '.join(absent)}; {consequence}", stacklevel=3)

@@ -112,12 +112,17 @@ class PRISMFuser(Fuser):
         return torch.einsum("ble,bled->bld", w, gather_rows(item_part, where))  # (B, L, D)  Eq. 11
 
     @property
+    def losses_on(self) -> bool:
+        """False for "w/o interaction losses" (every λ zero): then no masked pass runs at all."""
+        return any(self.loss_weights.values())
+
+    @property
     def item_level_losses(self) -> bool:
-        return self.cfg.loss_on == "representation"
+        return self.losses_on and self.cfg.loss_on == "representation"
 
     def interaction_losses(self, encode_items, ctx, id_emb, combine, batch_items=None):
-        if not any(self.loss_weights.values()):
-            return {}  # "w/o interaction losses": no masked passes at all
+        if not self.losses_on:
+            return {}
         if self.cfg.loss_on == "representation":
             if batch_items is None:
                 items = torch.unique(ctx.item_seq[ctx.padding_mask])
@@ -130,9 +135,8 @@ class PRISMFuser(Fuser):
 
     def item_losses(self, items, modal, item_part):
         """``representation`` losses: each distinct real item of the batch once (expert outputs depend
-        on the item alone); ``item_part`` (the experts' outputs on the full input) is the full term."""
-        if not any(self.loss_weights.values()):
-            return {}
+        on the item alone); ``item_part`` (the experts' outputs on the full input) is the full term.
+        Only called when :attr:`item_level_losses` (some λ non-zero)."""
         real_rows = items != PAD_ID
         real, full_out = modal[real_rows], item_part[real_rows]  # (P, M, D), (P, E, D)
         views = unimodal_views(real, self.cfg.masking)  # (M, P, M, D)
