@@ -2,8 +2,11 @@
 
     python benchmarks/suite.py --plan benchmarks/plans/sasrec_real.yaml --jobs 2 --out runs/suite_sasrec
 
-Each run is a `prismrec train` subprocess writing its own run directory (resumable: a run whose
-summary.json exists is not repeated). The aggregate JSON (mean ± std over seeds per dataset/loss/
+Each run is a `prismrec train` subprocess writing its own run directory. Re-running a plan is
+safe: a run whose summary.json exists is not repeated, and a run that was cut off (killed, machine
+gone) and left its per-epoch resume state continues from its last finished epoch with
+`prismrec train --resume DIR` (the plan's values of the keys a resume may change, such as
+train.time_limit_minutes or train.patience, are passed on). The aggregate JSON (mean ± std over seeds per dataset/loss/
 arm, relative improvement over the baseline arm, paired tests over users on NDCG@10 between arms)
 goes to benchmarks/results/<plan name>.json (or --results-dir) and a Markdown table is printed.
 """
@@ -24,6 +27,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
+
+from prismrec.config import RESUMABLE_CHANGES  # noqa: E402
 
 
 def load_plan(path: str) -> dict:
@@ -47,11 +52,16 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
         return {"failed": True, "skipped": "time budget exhausted before this run started"}
     if not start_new:
         return {"failed": True, "skipped": "--aggregate-only: not run"}
-    cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--output-dir", str(out),
-           "--device", device]
-    if job["data"]:
-        cmd += ["--data", job["data"]]
-    for s in job["sets"]:
+    cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--device", device]
+    cmd += ["--data", job["data"]] if job["data"] else []
+    if (out / "resume").is_dir() and (out / "config.yaml").is_file():  # cut off earlier: continue it
+        print(f"resuming {job['id']} from its last finished epoch", file=sys.stderr, flush=True)
+        cmd += ["--resume", str(out)]
+        sets = [s for s in job["sets"] if s.split("=", 1)[0] in RESUMABLE_CHANGES]
+    else:
+        cmd += ["--output-dir", str(out)]
+        sets = job["sets"]
+    for s in sets:
         cmd += ["--set", s]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.time()

@@ -102,7 +102,8 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     ``metrics.jsonl`` (one line per epoch), ``summary.json``, ``ranks.npz`` (each user's
     valid/test target rank, for paired significance tests) and, with ``train.resume_state``,
     ``resume/`` (see :func:`resume`). ``resume=True`` continues the run saved in ``output_dir``
-    (use :func:`resume`, which also checks the config).
+    (use :func:`resume`, which also checks the config); a run whose epochs are all done but which
+    wrote no ``summary.json`` (cut off while finishing) is finished without training further.
     """
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
@@ -115,7 +116,8 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     save_config(cfg, run_dir / "config.yaml")
     trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress,
                       tags={"item_map_fingerprint": run.dataset.item_map_fingerprint()})
-    fit = trainer.fit(resume=resume)
+    # a run cut off after its last epoch but before its summary was written is just finished
+    fit = trainer.fit(resume=resume, finished_ok=resume and not (run_dir / "summary.json").is_file())
     valid = run.evaluate("valid")
     test = run.evaluate("test")
     save_weights(run.model, run_dir, metadata={"prismrec_version": __version__,

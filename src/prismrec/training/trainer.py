@@ -191,11 +191,13 @@ class Trainer:
                         device=self.device)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, resume: bool = False) -> FitResult:
+    def fit(self, resume: bool = False, finished_ok: bool = False) -> FitResult:
         """Train until early stopping, ``train.epochs`` or the time limit; restore the best state.
 
         ``resume``: continue from the state saved in the run directory's ``resume/`` folder after the
         last finished epoch (see ``train.resume_state``), exactly as if training had not stopped.
+        Resuming a run with nothing left to train (early stopping or ``train.epochs`` reached) is an
+        error unless ``finished_ok``; then the saved run's best state is restored and returned.
         """
         st = TrainingState()
         if resume:
@@ -203,11 +205,11 @@ class Trainer:
                 raise ValueError("resuming needs the run directory")
             st = load_training_state(self.metrics_path.parent / RESUME_DIR, self.model, self.optimizer,
                                      self._generators(), self.device, self.tags)
-            if st.bad_evals >= self.patience:
+            if st.bad_evals >= self.patience and not finished_ok:
                 raise ConfigError(f"the run already stopped by early stopping after epoch {st.epoch} "
                                  f"({st.bad_evals} evaluations without improvement); raise train.patience "
                                  f"above {st.bad_evals} to continue it")
-            if st.epoch >= self.cfg.epochs:
+            if st.epoch >= self.cfg.epochs and not finished_ok:
                 raise ConfigError(f"the run already trained {st.epoch} epochs (train.epochs = {self.cfg.epochs}); "
                                  f"raise train.epochs to continue it")
             self.metrics_path.unlink(missing_ok=True)  # the saved history up to the resumed epoch, nothing later
@@ -218,8 +220,11 @@ class Trainer:
         stopped_early, stop_reason = False, "max_epochs"
         epoch = st.epoch
         t_start = time.perf_counter()
+        last_epoch = self.cfg.epochs
+        if st.bad_evals >= self.patience:  # resumed (finished_ok) after its early stop: nothing to train
+            stopped_early, stop_reason, last_epoch = True, "early_stopping", st.epoch
         try:
-            for epoch in range(st.epoch + 1, self.cfg.epochs + 1):
+            for epoch in range(st.epoch + 1, last_epoch + 1):
                 t0 = time.perf_counter()
                 losses = self.train_epoch(epoch)
                 st.epoch_times.append(time.perf_counter() - t0)

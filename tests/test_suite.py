@@ -1,0 +1,51 @@
+"""benchmarks/suite.py end to end on the tiny smoke plan: aggregation, and a cut-off run resumed."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _suite(out: Path, results: Path, only: str = "-s1") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--plan", str(ROOT / "benchmarks/plans/smoke.yaml"),
+           "--out", str(out), "--results-dir", str(results), f"--only={only}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_suite_runs_aggregates_and_resumes_a_cut_off_run(tmp_path):
+    out, results = tmp_path / "runs", tmp_path / "results"
+    _suite(out, results)
+    agg = json.loads((results / "smoke.json").read_text())
+    assert {(r["arm"], tuple(r["seeds"])) for r in agg["table"].values()} == {("sasrec", (1,)), ("prism", (1,))}
+    (cmp,) = agg["comparisons"]
+    assert (cmp["arm"], cmp["vs"], cmp["users"]) == ("prism", "sasrec", 60) and 0.0 <= cmp["t_pvalue"] <= 1.0
+
+    run = out / "synthetic-ce-prism-s1"
+    first = json.loads((run / "summary.json").read_text())
+    # cut the run off after its last epoch: no summary or final weights, only the per-epoch resume state
+    (run / "summary.json").unlink()
+    for f in ("model.safetensors", "ranks.npz"):
+        (run / f).unlink(missing_ok=True)
+    assert (run / "resume").is_dir()
+    proc = _suite(out, results)
+    assert "resuming synthetic-ce-prism-s1" in proc.stderr
+    assert "resuming synthetic-ce-sasrec-s1" not in proc.stderr  # finished runs are not touched
+    again = json.loads((run / "summary.json").read_text())
+    assert again["epochs_run"] == first["epochs_run"] and again["best_epoch"] == first["best_epoch"]
+    assert again["test"] == first["test"]  # the resumed run ends where the uninterrupted one did
+
+
+def test_suite_starts_over_a_run_without_resume_state(tmp_path):
+    out, results = tmp_path / "runs", tmp_path / "results"
+    _suite(out, results, only="sasrec-s1")
+    run = out / "synthetic-ce-sasrec-s1"
+    (run / "summary.json").unlink()
+    shutil.rmtree(run / "resume")
+    proc = _suite(out, results, only="sasrec-s1")
+    assert "resuming" not in proc.stderr and (run / "summary.json").is_file()
