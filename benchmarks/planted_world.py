@@ -12,6 +12,11 @@
    each expert's item embeddings (and, for reference, the projected input features and the ID
    embeddings) to each planted item property (8 categories; chance 0.125). A synergy expert
    that learned the planted synergy reads (a + b) mod K where the inputs cannot.
+5. The same probe on the learned ID embeddings of every arm (SASRec's included): how much of each
+   property the collaborative signal put into the ID table, with and without content beside it.
+6. A supervised ceiling: an MLP of the experts' width and depth trained directly on each property
+   from the concatenated (standardised) features, 5-fold held-out accuracy: whether an expert
+   *could* read the property from the features at all, given a direct training signal.
 Writes benchmarks/results/planted_world.json (planted_world_<plan name>.json for another --plan)
 and prints Markdown tables.
 """
@@ -52,6 +57,48 @@ def centroid_cv_accuracy(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int
     return correct / len(y)
 
 
+def supervised_ceiling(features: list[np.ndarray], labels: dict[str, np.ndarray], hidden: int, layers: int,
+                       folds: int = 5, epochs: int = 400, seed: int = 0) -> dict[str, float]:
+    """Held-out accuracy of an MLP (``layers`` GELU layers of width ``hidden``) trained with full-batch
+    Adam on each labelling (rows = items 1..N) from the concatenated standardised features."""
+    import torch
+    from torch import nn
+
+    x = torch.tensor(np.concatenate(features, axis=1), dtype=torch.float32)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    idx = np.random.default_rng(seed).permutation(len(x))
+    out = {}
+    for name, lab in labels.items():
+        y = torch.as_tensor(lab, dtype=torch.long)
+        correct = 0
+        for f in range(folds):
+            test = torch.as_tensor(idx[f::folds])
+            train = torch.as_tensor(np.setdiff1d(idx, idx[f::folds]))
+            torch.manual_seed(seed + f)
+            mods: list[nn.Module] = []
+            width_in = x.shape[1]
+            for _ in range(layers):
+                mods += [nn.Linear(width_in, hidden), nn.GELU()]
+                width_in = hidden
+            net = nn.Sequential(*mods, nn.Linear(width_in, int(y.max()) + 1))
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+            for _ in range(epochs):
+                opt.zero_grad()
+                nn.functional.cross_entropy(net(x[train]), y[train]).backward()
+                opt.step()
+            with torch.no_grad():
+                correct += int((net(x[test]).argmax(1) == y[test]).sum())
+        out[name] = correct / len(y)
+    return out
+
+
+def id_embeddings(run) -> np.ndarray:
+    """The learned ID table (N, D), items 1..N, of any arm (SASRec's own, or beside the content)."""
+    item_input = run.model.item_input
+    table = getattr(item_input, "id_input", item_input).output_embeddings()
+    return table[1:].detach().cpu().numpy()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="folder for run directories")
@@ -61,6 +108,8 @@ def main() -> None:
     ap.add_argument("--results-dir", default=None, help="where planted_world.json goes")
     ap.add_argument("--time-budget", type=float, default=0,
                     help="passed to suite.py: seconds after which no new run starts (0 = no limit)")
+    ap.add_argument("--ceiling-epochs", type=int, default=400,
+                    help="full-batch epochs of each supervised-ceiling MLP fit (5 folds x 4 properties)")
     ap.add_argument("--aggregate-only", action="store_true",
                     help="start no training run: analyse the runs that already finished")
     args = ap.parse_args()
@@ -73,7 +122,7 @@ def main() -> None:
     subprocess.run(suite_cmd, check=True)
 
     from prismrec.api import load_run
-    from prismrec.introspect import expert_probes, fusion_weights, output_fusion_weights
+    from prismrec.introspect import expert_probes, fusion_weights, linear_probe_accuracy, output_fusion_weights
 
     runs = sorted(p for p in Path(args.out).iterdir() if (p / "summary.json").is_file())
     first = load_run(runs[0], device="cpu")
@@ -83,6 +132,9 @@ def main() -> None:
     per_type: dict[str, dict[str, list[float]]] = {}
     weights_report = {}
     probes_report: dict[str, list[dict]] = {}
+    props = {k: np.asarray(v) for k, v in extras["item_properties"].items()}
+    id_probes: dict[str, list[dict[str, float]]] = {}
+    expert_size = None
     for run_dir in runs:
         arm = run_dir.name.split("-")[2]
         r = np.load(run_dir / "ranks.npz", allow_pickle=False)["test"]
@@ -92,11 +144,14 @@ def main() -> None:
             d[n].append(float(nd[types == t].mean()))
         d["all"].append(float(nd.mean()))
         run = load_run(run_dir, device="cpu")
+        ids = id_embeddings(run)
+        id_probes.setdefault(arm, []).append({k: linear_probe_accuracy(ids, v[1:]) for k, v in props.items()})
         mm = run.model.item_input
         if getattr(mm, "fusion_weights", None) is None or not hasattr(mm.fuser, "fusion"):
             continue
+        pc = run.config.model.prism
+        expert_size = expert_size or (pc.expert_hidden, pc.expert_layers)
         w = fusion_weights(run).last  # (U, E) at each user's last test position
-        props = {k: np.asarray(v) for k, v in extras["item_properties"].items()}
         probes_report.setdefault(arm, []).append({"run": run_dir.name, "probes": expert_probes(run, props)})
         sets = [(arm, w)]  # input-side fusion weights; prediction-layer weights too with output_fusion=user
         if getattr(mm, "query_fusion", None) is not None:
@@ -138,12 +193,33 @@ def main() -> None:
         for row in reps[0]["probes"]:
             vals = [np.mean([r["probes"][row][p] for r in reps]) for p in prop_names]
             lines.append(f"| {row} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+    lines.append("\nID embeddings of every arm: linear-probe accuracy -> planted property "
+                 "(5-fold, chance 0.125; mean ± std over seeds)")
+    lines.append("| arm | " + " | ".join(prop_names) + " |")
+    lines.append("|---" * (len(prop_names) + 1) + "|")
+    id_table = {arm: {p: {"mean": float(np.mean([r[p] for r in reps])), "std": float(np.std([r[p] for r in reps]))}
+                      for p in prop_names} for arm, reps in id_probes.items()}
+    for arm, row in id_table.items():
+        lines.append(f"| {arm} | " + " | ".join(f"{row[p]['mean']:.3f} ± {row[p]['std']:.3f}" for p in prop_names) + " |")
+    ceiling = None
+    if expert_size is not None:
+        hidden, layers = expert_size
+        feats = [np.asarray(f.values[1:]) for f in first.dataset.features.values()]
+        ceiling = {"expert_hidden": hidden, "expert_layers": layers, "epochs": args.ceiling_epochs, "folds": 5,
+                   "accuracy": supervised_ceiling(feats, {k: v[1:] for k, v in props.items()}, hidden, layers,
+                                                  epochs=args.ceiling_epochs)}
+        lines.append(f"\nSupervised ceiling: an MLP of the experts' size ({layers} x {hidden}, GELU) trained on each "
+                     f"property from the concatenated features, 5-fold held-out accuracy (chance 0.125)")
+        lines.append("| " + " | ".join(prop_names) + " |")
+        lines.append("|---" * len(prop_names) + "|")
+        lines.append("| " + " | ".join(f"{ceiling['accuracy'][p]:.3f}" for p in prop_names) + " |")
     print("\n".join(lines))
     import yaml
     plan_name = yaml.safe_load(Path(args.plan).read_text())["name"]
     name = "planted_world" if plan_name == "planted_suite" else f"planted_world_{plan_name}"
     path = write_result(name, {"ndcg10_by_planted_type": table, "fusion_weights": weights_report,
-                               "expert_probes": probes_report, "markdown": "\n".join(lines)},
+                               "expert_probes": probes_report, "id_embedding_probes": id_table,
+                               "supervised_ceiling": ceiling, "markdown": "\n".join(lines)},
                         Path(args.results_dir) if args.results_dir else None)
     print(f"results: {path}", file=sys.stderr)
 
