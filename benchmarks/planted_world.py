@@ -58,7 +58,7 @@ def centroid_cv_accuracy(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int
 
 
 def supervised_ceiling(features: list[np.ndarray], labels: dict[str, np.ndarray], hidden: int, layers: int,
-                       folds: int = 5, epochs: int = 400, seed: int = 0) -> dict[str, float]:
+                       folds: int = 5, epochs: int = 1000, seed: int = 0) -> dict[str, float]:
     """Held-out accuracy of an MLP (``layers`` GELU layers of width ``hidden``) trained with full-batch
     Adam on each labelling (rows = items 1..N) from the concatenated standardised features."""
     import torch
@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--results-dir", default=None, help="where planted_world.json goes")
     ap.add_argument("--time-budget", type=float, default=0,
                     help="passed to suite.py: seconds after which no new run starts (0 = no limit)")
-    ap.add_argument("--ceiling-epochs", type=int, default=400,
+    ap.add_argument("--ceiling-epochs", type=int, default=1000,
                     help="full-batch epochs of each supervised-ceiling MLP fit (5 folds x 4 properties)")
     ap.add_argument("--aggregate-only", action="store_true",
                     help="start no training run: analyse the runs that already finished")

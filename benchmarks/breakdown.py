@@ -1,0 +1,119 @@
+"""Where does one arm beat another? Test NDCG@10 by target-item popularity and by history length.
+
+    python benchmarks/breakdown.py --data ~/.cache/prismrec/datasets/amazon_beauty \
+        --arm sasrec=runs/beauty_ce_random/amazon_beauty-ce-sasrec-s1,runs/.../sasrec-s2 \
+        --arm prism=runs/.../prism-s1,... --baseline sasrec --name breakdown_beauty_ce
+
+Reads only what the runs saved (``ranks.npz``: each user's test rank) and the dataset's sequences;
+no model is loaded. Per arm, a user's NDCG@10 is averaged over the arm's runs (seeds) first. Users
+are grouped (1) by how often their test item occurs in the training sequences (every user's
+sequence without its last two items: what the model trained on), and (2) by the length of the
+history the test prediction reads. Per group: users, mean NDCG@10 per arm, the relative difference
+of every arm to ``--baseline`` and a paired t-test over the group's users. Writes
+benchmarks/results/<name>.json and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
+POPULARITY_EDGES = (0, 5, 10, 20, 50, 100, 10**9)  # training occurrences of the test item: [lo, hi)
+LENGTH_EDGES = (0, 5, 8, 12, 20, 10**9)  # items in the history the test prediction reads: [lo, hi)
+
+
+def ndcg10(ranks: np.ndarray) -> np.ndarray:
+    r = ranks.astype(np.float64)
+    return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
+
+
+def user_groups(items: np.ndarray, offsets: np.ndarray, num_items: int) -> dict[str, np.ndarray]:
+    """Per user: training occurrences of the test item, and the test history's length."""
+    start, end = offsets[:-1], offsets[1:]
+    lengths = end - start
+    pos = np.arange(len(items)) - np.repeat(start, lengths)  # position within its user's sequence
+    in_train = pos < np.repeat(lengths - 2, lengths)  # s[:-2]
+    counts = np.bincount(items[in_train], minlength=num_items + 1)
+    return {"target_train_count": counts[items[end - 1]], "history_length": lengths - 1}
+
+
+def label(lo: int, hi: int) -> str:
+    return f"{lo}+" if hi >= 10**9 else f"{lo}-{hi - 1}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="the dataset the runs were trained on (prepared folder or file)")
+    ap.add_argument("--arm", action="append", required=True, metavar="NAME=DIR[,DIR...]",
+                    help="an arm and its run directories (one per seed); repeat per arm")
+    ap.add_argument("--baseline", required=True, help="arm the others are compared with")
+    ap.add_argument("--name", required=True, help="results file name (benchmarks/results/<name>.json)")
+    args = ap.parse_args()
+
+    from prismrec.data import load_dataset
+
+    arms: dict[str, np.ndarray] = {}
+    for spec in args.arm:
+        name, _, dirs = spec.partition("=")
+        runs = [Path(d) for d in dirs.split(",") if d]
+        if not name or not runs:
+            ap.error(f"--arm {spec!r}: expected NAME=DIR[,DIR...]")
+        per_run = []
+        for run in runs:
+            f = run / "ranks.npz"
+            if not f.is_file():
+                ap.error(f"--arm {name}: {f} not found (a finished prismrec run directory is needed)")
+            per_run.append(ndcg10(np.load(f, allow_pickle=False)["test"]))
+        arms[name] = np.mean(per_run, axis=0)  # (U,) mean over seeds per user
+    if args.baseline not in arms:
+        ap.error(f"--baseline {args.baseline!r} is not one of the arms ({', '.join(arms)})")
+    ds = load_dataset(args.data)
+    seqs = ds.sequences
+    groups = user_groups(seqs.items, seqs.offsets, seqs.num_items)
+    n_users = len(seqs.offsets) - 1
+    for name, v in arms.items():
+        if len(v) != n_users:
+            sys.exit(f"arm {name}: {len(v)} users in ranks.npz, {n_users} in {args.data} (another dataset?)")
+
+    base = arms[args.baseline]
+    report: dict[str, list[dict]] = {}
+    lines = []
+    for key, edges in (("target_train_count", POPULARITY_EDGES), ("history_length", LENGTH_EDGES)):
+        rows = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            sel = (groups[key] >= lo) & (groups[key] < hi)
+            if not sel.any():
+                continue
+            row = {"group": label(lo, hi), "users": int(sel.sum()),
+                   "ndcg10": {a: float(v[sel].mean()) for a, v in arms.items()}, "vs_baseline": {}}
+            for a, v in arms.items():
+                if a == args.baseline:
+                    continue
+                rel = v[sel].mean() / base[sel].mean() - 1 if base[sel].mean() > 0 else float("nan")
+                p = float(stats.ttest_rel(v[sel], base[sel]).pvalue) if sel.sum() > 1 else float("nan")
+                row["vs_baseline"][a] = {"relative": float(rel), "t_pvalue": p}
+            rows.append(row)
+        report[key] = rows
+        others = [a for a in arms if a != args.baseline]
+        lines += [f"\nTest NDCG@10 by {key.replace('_', ' ')} (users; mean over each arm's seeds)",
+                  f"| {key} | users | " + " | ".join(arms) + " | " + " | ".join(f"{a} vs {args.baseline}" for a in others)
+                  + " |", "|---" * (2 + len(arms) + len(others)) + "|"]
+        for row in rows:
+            cmp = [f"{row['vs_baseline'][a]['relative']:+.1%} (p={row['vs_baseline'][a]['t_pvalue']:.2g})" for a in others]
+            lines.append(f"| {row['group']} | {row['users']} | " + " | ".join(f"{row['ndcg10'][a]:.4f}" for a in arms)
+                         + " | " + " | ".join(cmp) + " |")
+    print("\n".join(lines))
+    path = write_result(args.name, {"data": args.data, "arms": {s.partition("=")[0]: s.partition("=")[2].split(",")
+                                                                for s in args.arm},
+                                    "baseline": args.baseline, "groups": report, "markdown": "\n".join(lines)})
+    print(f"results: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
