@@ -93,3 +93,24 @@ def test_breakdown_groups_users_by_target_popularity_and_history_length():
     g = user_groups(items, np.array([0, 4, 9]), num_items=5)
     assert g["target_train_count"].tolist() == [1, 0]  # item 4 once in training (user 1), item 3 never
     assert g["history_length"].tolist() == [3, 4]
+
+
+def test_cold_target_outrankers_on_a_known_score_table():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch
+    from cold_targets import outrankers
+
+    n_items = 12  # ids 1..12, score = id (item 12 highest); item popularity = id as well
+    counts = torch.arange(n_items + 1)
+    scores = lambda seq: torch.arange(n_items + 1, dtype=torch.float).expand(len(seq), -1).clone()  # noqa: E731
+    inputs = torch.zeros(2, 3, dtype=torch.long)
+    targets = torch.tensor([3, 10])
+    history = torch.tensor([[12, 0], [11, 12]])  # excluded from ranking (0 = padding)
+    r = outrankers(scores, inputs, targets, history, counts, cold_max=4)
+    # user 0: above item 3 are 4..11 (12 excluded) -> rank 9, outrankers' median count 7 (lower median of 4..11)
+    # user 1: nothing above item 10 (11, 12 excluded) -> rank 1, no outrankers (skipped in the median)
+    assert r["median_rank"] == 1.0 and r["users"] == 2  # ranks 9 and 1; torch.median takes the lower middle
+    assert r["outrankers_median_train_count"] == 7.0
+    # top 10 of user 0: items 11..2 -> 3 of them (2, 3, 4) have count <= 4; user 1: 10..1 -> 4 cold
+    assert abs(r["top10_cold_share"] - (3 / 10 + 4 / 10) / 2) < 1e-6
+    assert abs(r["top10_mean_train_count"] - (sum(range(2, 12)) / 10 + sum(range(1, 11)) / 10) / 2) < 1e-6
