@@ -10,8 +10,9 @@
    chance = 0.25); for runs with model.prism.output_fusion=user, the prediction-layer weights too.
 4. Linear probes (prismrec.introspect.expert_probes): 5-fold accuracy of a ridge classifier from
    each expert's item embeddings (and, for reference, the projected input features and the ID
-   embeddings) to each planted item property (8 categories; chance 0.125). A synergy expert
-   that learned the planted synergy reads (a + b) mod K where the inputs cannot.
+   embeddings) to each planted item property (8 categories, chance 0.125; the synergy property has
+   data.synthetic.synergy_categories). A synergy expert that learned the planted synergy reads
+   (a + b) mod K_s where the inputs cannot.
 5. The same probe on the learned ID embeddings of every arm (SASRec's included): how much of each
    property the collaborative signal put into the ID table, with and without content beside it.
 6. A supervised ceiling: an MLP of the experts' width and depth trained directly on each property
@@ -185,16 +186,20 @@ def main() -> None:
             m = np.mean([[r["mean_weight_by_type"][n][e] for e in rep["experts"]] for r in reps], axis=0)
             lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in m) + " |")
     prop_names = list(extras["item_properties"])
+    cats = extras.get("categories_per_property") or {p: extras["num_categories"] for p in prop_names}
+    chances = sorted({1 / cats[p] for p in prop_names})
+    chance = (f"chance {chances[0]:.3f}" if len(chances) == 1 else
+              "chance " + ", ".join(f"{p} {1 / cats[p]:.3f}" for p in prop_names))
     for arm, reps in probes_report.items():
         lines.append(f"\n{arm}: linear-probe accuracy, item embedding -> planted property "
-                     f"(5-fold, chance 0.125; mean over {len(reps)} seeds)")
+                     f"(5-fold, {chance}; mean over {len(reps)} seeds)")
         lines.append("| embedding | " + " | ".join(prop_names) + " |")
         lines.append("|---" * (len(prop_names) + 1) + "|")
         for row in reps[0]["probes"]:
             vals = [np.mean([r["probes"][row][p] for r in reps]) for p in prop_names]
             lines.append(f"| {row} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
     lines.append("\nID embeddings of every arm: linear-probe accuracy -> planted property "
-                 "(5-fold, chance 0.125; mean ± std over seeds)")
+                 f"(5-fold, {chance}; mean ± std over seeds)")
     lines.append("| arm | " + " | ".join(prop_names) + " |")
     lines.append("|---" * (len(prop_names) + 1) + "|")
     id_table = {arm: {p: {"mean": float(np.mean([r[p] for r in reps])), "std": float(np.std([r[p] for r in reps]))}
@@ -209,7 +214,7 @@ def main() -> None:
                    "accuracy": supervised_ceiling(feats, {k: v[1:] for k, v in props.items()}, hidden, layers,
                                                   epochs=args.ceiling_epochs)}
         lines.append(f"\nSupervised ceiling: an MLP of the experts' size ({layers} x {hidden}, GELU) trained on each "
-                     f"property from the concatenated features, 5-fold held-out accuracy (chance 0.125)")
+                     f"property from the concatenated features, 5-fold held-out accuracy ({chance})")
         lines.append("| " + " | ".join(prop_names) + " |")
         lines.append("|---" * len(prop_names) + "|")
         lines.append("| " + " | ".join(f"{ceiling['accuracy'][p]:.3f}" for p in prop_names) + " |")
@@ -219,7 +224,8 @@ def main() -> None:
     name = "planted_world" if plan_name == "planted_suite" else f"planted_world_{plan_name}"
     path = write_result(name, {"ndcg10_by_planted_type": table, "fusion_weights": weights_report,
                                "expert_probes": probes_report, "id_embedding_probes": id_table,
-                               "supervised_ceiling": ceiling, "markdown": "\n".join(lines)},
+                               "supervised_ceiling": ceiling,
+                               "probe_chance": {p: 1 / cats[p] for p in prop_names}, "markdown": "\n".join(lines)},
                         Path(args.results_dir) if args.results_dir else None)
     print(f"results: {path}", file=sys.stderr)
 

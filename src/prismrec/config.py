@@ -47,6 +47,13 @@ class SyntheticConfig:
     """Probability that a step follows the user's planted preference (else a popularity draw)."""
     popularity_alpha: float = 1.0
     """Zipf exponent of item popularity (0 = uniform)."""
+    synergy_categories: int = 8
+    """Values of the two latents ``a`` (image) and ``b`` (text) whose sum modulo this number is the
+    synergy property, i.e. the synergy property's categories. 8 (the default, like every other
+    property) makes it a 64-cell lookup that an expert-sized MLP reads only partly even when trained
+    on it directly (docs/benchmarks.md §4); 2 is a plain XOR. Smaller values keep the property purely
+    synergistic (each modality alone still says nothing) but give synergy users broader preferences
+    (1/K of the items). One of 2, 4, 8 (divisors of the 8 categories the preferences are drawn over)."""
     seed: int = 0
     """Seed of the generator: the same seed always gives the same world."""
 
@@ -56,6 +63,7 @@ class SyntheticConfig:
         _check(3 <= self.min_len <= self.max_len, "need 3 <= data.synthetic.min_len <= max_len")
         _check(self.feature_dim >= 8, "data.synthetic.feature_dim must be >= 8")
         _check(0.0 <= self.follow_prob <= 1.0, "data.synthetic.follow_prob must be in [0, 1]")
+        _check(self.synergy_categories in (2, 4, 8), "data.synthetic.synergy_categories must be 2, 4 or 8")
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ property        how it is generated                        visible in
 ``unique_image``  category ``c_img``                       image only
 ``unique_text``   category ``c_txt``                       text only
 ``redundant``     category ``c_red``                       both image and text
-``synergy``       ``(a + b) mod K`` with ``a`` in image,   neither alone: ``a`` and ``b``
+``synergy``       ``(a + b) mod K_s`` with ``a`` in image, neither alone: ``a`` and ``b``
                   ``b`` in text (generalised XOR)          are independent and uniform,
                                                            so each alone says nothing
 ==============  =========================================  ==============================
+
+Every property has K = 8 categories except synergy, which has ``K_s = synergy_categories`` (8 by
+default; 2 makes it a plain XOR of one bit per modality).
 
 Each user has a planted *type* (one of the four kinds) and a preferred category of that
 kind's property; at each step the user follows the preference with probability
@@ -40,15 +43,16 @@ def make_synthetic_dataset(cfg: SyntheticConfig | None = None) -> RecDataset:
     """Generate the world deterministically from ``cfg.seed``."""
     cfg = cfg or SyntheticConfig()
     rng = np.random.default_rng(cfg.seed)
-    n_items, n_users, k = cfg.num_items, cfg.num_users, NUM_CATEGORIES
+    n_items, n_users, k, ks = cfg.num_items, cfg.num_users, NUM_CATEGORIES, cfg.synergy_categories
 
     # ---- latent item properties (index 0 = padding, filled with -1)
-    latent = {name: rng.integers(0, k, size=n_items) for name in ("c_img", "c_txt", "c_red", "a", "b")}
+    latent = {name: rng.integers(0, ks if name in ("a", "b") else k, size=n_items)
+              for name in ("c_img", "c_txt", "c_red", "a", "b")}
     props = {
         "unique_image": latent["c_img"],
         "unique_text": latent["c_txt"],
         "redundant": latent["c_red"],
-        "synergy": (latent["a"] + latent["b"]) % k,
+        "synergy": (latent["a"] + latent["b"]) % ks,
     }
 
     # ---- synthetic modalities: random linear maps of one-hot latents + isotropic noise
@@ -66,7 +70,8 @@ def make_synthetic_dataset(cfg: SyntheticConfig | None = None) -> RecDataset:
     pop = ranks.astype(np.float64) ** (-cfg.popularity_alpha)
     pop /= pop.sum()
     # per property and category: the member items and their popularity distribution
-    groups = {name: [np.flatnonzero(p == c) for c in range(k)] for name, p in props.items()}
+    categories = {name: ks if name == "synergy" else k for name in props}
+    groups = {name: [np.flatnonzero(p == c) for c in range(categories[name])] for name, p in props.items()}
 
     # ---- users
     user_type = rng.integers(0, len(USER_TYPES), size=n_users)
@@ -75,12 +80,12 @@ def make_synthetic_dataset(cfg: SyntheticConfig | None = None) -> RecDataset:
     seqs: list[np.ndarray] = []
     for u in range(n_users):  # generation only (not a hot path): one short loop per user
         kind = USER_TYPES[user_type[u]]
-        pref = int(first_pref[u])
+        pref = int(first_pref[u]) % categories[kind]  # drawn over K for every type: one random stream
         seen: set[int] = set()
         seq = np.empty(lengths[u], dtype=np.int64)
         for t in range(lengths[u]):
             if rng.random() < DRIFT_PROB:
-                pref = int(rng.integers(0, k))
+                pref = int(rng.integers(0, k)) % categories[kind]
             if rng.random() < cfg.follow_prob:
                 cand = groups[kind][pref]
                 w = pop[cand].copy()
@@ -112,6 +117,7 @@ def make_synthetic_dataset(cfg: SyntheticConfig | None = None) -> RecDataset:
         "item_properties": {name: pad(p) for name, p in props.items()},  # (N+1,) category per item
         "item_latents": {name: pad(v) for name, v in latent.items()},
         "num_categories": k,
+        "categories_per_property": categories,  # chance level of a classifier of each property = 1 / this
     }
     return RecDataset(name="synthetic", sequences=sequences, features=features,
                       source=f"embedded synthetic world (seed {cfg.seed}); NOT real data", extras=extras)
