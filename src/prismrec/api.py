@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import RESUMABLE_CHANGES, ConfigError, ExperimentConfig, build_config, load_yaml, save_config
+from .config import (NEUTRAL_ADDITIONS, RESUMABLE_CHANGES, ConfigError, ExperimentConfig, build_config, load_yaml,
+                     save_config)
 from .data import LeaveOneOut, RecDataset, load_dataset
 from .data.sequences import DataError
 from .data.split import pad_history
@@ -184,9 +185,10 @@ def is_run_config(path: str | Path) -> bool:
 def warn_if_config_predates(path: str | Path, cfg, consequence: str, raw: dict | None = None) -> list[str]:
     """Warn when a run's saved ``config.yaml`` lacks keys that ``cfg`` has (it was saved by an older
     prismrec, so those keys now take today's defaults, which may not be what the run was trained
-    with). ``raw``: the file's already-parsed contents, if at hand. Returns the missing keys as ``key=value``."""
+    with; keys in ``NEUTRAL_ADDITIONS`` do not count). ``raw``: the file's already-parsed contents,
+    if at hand. Returns the missing keys as ``key=value``."""
     raw = load_yaml(path) if raw is None else raw
-    absent = [f"{k}={v!r}" for k, v in _leaves(cfg) if not _has_key(raw, k)]
+    absent = [f"{k}={v!r}" for k, v in _leaves(cfg) if not _has_key(raw, k) and k not in NEUTRAL_ADDITIONS]
     if absent:
         warnings.warn(f"{path} predates config key(s) {', '.join(absent)}; {consequence}", stacklevel=3)
     return absent

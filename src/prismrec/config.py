@@ -269,6 +269,10 @@ class ExperimentConfig:
 AUTO_PATIENCE = {"ce": 20, "bce": 30}
 """``train.patience: auto`` per kind of loss: full-softmax ``ce``, or sampled negatives (``bce``)."""
 
+#: keys added with a default that reproduces exactly what prismrec did before they existed: a saved
+#: config.yaml without them is not a concern, so no "predates config key" warning names them
+NEUTRAL_ADDITIONS = frozenset({"data.synthetic.synergy_categories"})
+
 #: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.time_limit_minutes", "train.device",
                      "train.num_threads", "eval.batch_size", "data.path")
