@@ -6,7 +6,8 @@ from prismrec.config import ModelConfig, build_config
 from prismrec.models import TrainBatch, build_model
 from prismrec.prism.config import PRISMConfig
 from prismrec.prism.fusion import pooled_context
-from prismrec.prism.losses import interaction_losses, redundancy_loss, synergy_loss, triplet_loss
+from prismrec.prism.losses import (consecutive_pairs, interaction_losses, redundancy_loss, synergy_loss,
+                                   transition_loss, triplet_loss)
 from prismrec.prism.masking import unimodal_views
 from prismrec.training.checkpoint import load_weights, save_weights
 
@@ -114,6 +115,8 @@ def test_pooled_context_never_includes_padding():
     {"output_content": True, "output_fusion": "user"},
     {"output_content": True, "output_fusion": "user", "loss_on": "prediction"},
     {"synergy_contrast": True}, {"synergy_contrast": True, "loss_on": "prediction", "output_content": True},
+    {"lambda_transition": 0.1}, {"lambda_transition": 0.1, "synergy_contrast": True},
+    {"lambda_transition": 0.1, "lambda_unique": 0.0, "lambda_synergy": 0.0, "lambda_redundancy": 0.0},
 ])
 def test_every_variant_builds_and_trains_a_step(prism):
     model = make(prism)
@@ -123,8 +126,10 @@ def test_every_variant_builds_and_trains_a_step(prism):
     first.backward()
     opt.step()
     assert torch.isfinite(first)
+    parts = set(model.training_loss(b).parts)
     if prism.get("method", "prism") != "prism" or prism.get("lambda_unique") == 0.0:
-        assert set(model.training_loss(b).parts) == {"rec"}
+        assert parts == ({"rec", "L_transition"} if prism.get("lambda_transition") else {"rec"})
+    assert ("L_transition" in parts) == bool(prism.get("lambda_transition"))
 
 
 def test_ablation_graphs_differ_not_flags():
@@ -347,3 +352,33 @@ def test_synergy_contrast_needs_the_synergy_expert():
     from prismrec.config import ConfigError
     with pytest.raises(ConfigError, match="synergy_contrast"):
         PRISMConfig(enabled=True, synergy_contrast=True, drop_experts=("synergy",))
+
+
+def test_consecutive_pairs_skip_padding_and_map_to_rows():
+    seq = torch.tensor([[0, 0, 7, 3, 9], [0, 4, 7, 0, 0]])  # a row may hold padding only on the left
+    items = torch.unique(seq)  # [0, 3, 4, 7, 9]
+    first, second = consecutive_pairs(seq, items)
+    pairs = list(zip(items[first].tolist(), items[second].tolist()))
+    assert pairs == [(7, 3), (3, 9), (4, 7)]
+
+
+def test_transition_loss_rewards_embeddings_that_pick_out_the_next_item():
+    U, E, D = 6, 2, 8
+    first, second = torch.tensor([0, 2, 4]), torch.tensor([1, 3, 5])
+    basis = torch.eye(D)
+    paired = torch.stack([basis[0], basis[0], basis[1], basis[1], basis[2], basis[2]])  # pairs share a direction
+    good = paired.unsqueeze(1).expand(U, E, D)
+    bad = torch.stack([basis[i] for i in range(U)]).unsqueeze(1).expand(U, E, D)  # all orthogonal
+    low, high = transition_loss(good, first, second, 0.1), transition_loss(bad, first, second, 0.1)
+    assert low < 1e-3  # the partner is found with certainty; the first item itself is not a candidate
+    assert high == pytest.approx(torch.log(torch.tensor(U - 1.0)).item(), rel=1e-5)  # uniform over the 5 others
+    # a repeat (the item follows itself) keeps its own column as the answer
+    assert transition_loss(bad, torch.tensor([0]), torch.tensor([0]), 0.1) < 1e-3
+
+
+def test_transition_loss_needs_representation_level_prism():
+    from prismrec.config import ConfigError
+    with pytest.raises(ConfigError, match="lambda_transition"):
+        PRISMConfig(enabled=True, lambda_transition=0.1, loss_on="prediction")
+    with pytest.raises(ConfigError, match="lambda_transition"):
+        PRISMConfig(enabled=True, lambda_transition=0.1, method="concat")

@@ -130,6 +130,8 @@ def test_epoch_loss_normalization_weighs_every_target_position_equally(monkeypat
 @pytest.mark.parametrize("extra", [[], ["model.prism.enabled=true", "model.prism.lambda_unique=0",
                                         "model.prism.lambda_synergy=0", "model.prism.lambda_redundancy=0"],
                                    ["model.prism.enabled=true", "model.prism.masking=mean"],
+                                   ["model.prism.enabled=true", "model.prism.masking=mean",
+                                    "model.prism.lambda_transition=0.2", "model.prism.synergy_contrast=true"],
                                    ["model.prism.enabled=true", "model.prism.masking=zero",
                                     "model.prism.method=concat"]])
 def test_micro_batches_give_the_whole_batch_gradient(extra):

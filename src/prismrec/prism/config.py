@@ -60,6 +60,15 @@ class PRISMConfig:
     """Weight of the synergy loss (Eq. 7)."""
     lambda_redundancy: float = 0.1
     """Weight of the redundancy loss (Eq. 8)."""
+    lambda_transition: float = 0.0
+    """Not in the paper (0 = off). Weight of an item-level contrastive loss on every expert's output:
+    for each pair of consecutive items (i, j) in the step's training histories, expert e's embedding
+    of i should be closer (cosine) to its embedding of j than to those of the step's other distinct
+    items (InfoNCE, mean over pairs and experts). It gives each expert a direct signal about which
+    content properties predict the next item; with ``synergy_contrast`` the synergy expert can meet
+    it only with interactions between modalities. Needs ``loss_on=representation``."""
+    transition_temperature: float = 0.1
+    """Softmax temperature of that loss."""
     fusion: Literal["adaptive", "uniform"] = "adaptive"
     """``adaptive``: the Adaptive Fusion Layer (Eqs. 10-11); ``uniform``: equal weights ("w/o AFL")."""
     fusion_scope: Literal["causal", "sequence"] = "causal"
@@ -104,6 +113,11 @@ class PRISMConfig:
             raise ConfigError("model.prism.temperature must be > 0")
         if self.margin < 0:
             raise ConfigError("model.prism.margin must be >= 0")
+        if self.lambda_transition < 0 or self.transition_temperature <= 0:
+            raise ConfigError("model.prism.lambda_transition must be >= 0 and transition_temperature > 0")
+        if self.lambda_transition > 0 and (self.method != "prism" or self.loss_on != "representation"):
+            raise ConfigError("model.prism.lambda_transition needs model.prism.method=prism and "
+                              "loss_on=representation (it is an item-level loss on the experts' outputs)")
         if self.synergy_contrast and (self.method != "prism" or "synergy" in self.drop_experts):
             raise ConfigError("model.prism.synergy_contrast needs model.prism.method=prism with the synergy expert")
         if self.output_fusion == "user" and (not self.output_content or self.method != "prism"):

@@ -22,7 +22,7 @@ from ..models.ops import gather_rows
 from .config import PRISMConfig
 from .experts import ACTIVATIONS, InteractionExperts, expert_names
 from .fusion import AdaptiveFusion, UniformFusion
-from .losses import interaction_losses
+from .losses import consecutive_pairs, interaction_losses, transition_loss
 from .masking import keep_one_modality, unimodal_views
 
 
@@ -59,9 +59,10 @@ class Fuser(nn.Module):
     #: step in micro-batches computes them once, with :meth:`item_losses`, not once per part)
     item_level_losses: bool = False
 
-    def item_losses(self, items: torch.Tensor, modal: torch.Tensor, item_part: torch.Tensor
-                    ) -> dict[str, torch.Tensor]:
-        """Interaction losses from distinct items (U,), their modalities (U, M, D) and item parts."""
+    def item_losses(self, items: torch.Tensor, modal: torch.Tensor, item_part: torch.Tensor,
+                    item_seq: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Item-level losses from distinct items (U,), their modalities (U, M, D) and item parts;
+        ``item_seq`` (B, L): the histories they come from (for losses on consecutive items)."""
         return {}
 
 
@@ -118,31 +119,40 @@ class PRISMFuser(Fuser):
 
     @property
     def item_level_losses(self) -> bool:
-        return self.losses_on and self.cfg.loss_on == "representation"
+        return self.cfg.loss_on == "representation" and (self.losses_on or self.cfg.lambda_transition > 0)
 
     def interaction_losses(self, encode_items, ctx, id_emb, combine, batch_items=None):
-        if not self.losses_on:
-            return {}
-        if self.cfg.loss_on == "representation":
+        if self.item_level_losses:
             if batch_items is None:
                 items = torch.unique(ctx.item_seq[ctx.padding_mask])
                 modal = encode_items(items)
                 batch_items = (items, modal, self.expert_outputs(modal))
-            return self.item_losses(*batch_items)
+            return self.item_losses(*batch_items, item_seq=ctx.item_seq)
+        if not self.losses_on:
+            return {}
         full_out, view_out = self._prediction_outputs(encode_items(ctx.item_seq), ctx, id_emb, combine)
         return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
                                   self.cfg.margin)
 
-    def item_losses(self, items, modal, item_part):
+    def item_losses(self, items, modal, item_part, item_seq=None):
         """``representation`` losses: each distinct real item of the batch once (expert outputs depend
         on the item alone); ``item_part`` (the experts' outputs on the full input) is the full term.
-        Only called when :attr:`item_level_losses` (some λ non-zero)."""
-        real_rows = items != PAD_ID
-        real, full_out = modal[real_rows], item_part[real_rows]  # (P, M, D), (P, E, D)
-        views = unimodal_views(real, self.cfg.masking)  # (M, P, M, D)
-        view_out = self.expert_outputs(views)  # (M, P, E, D)
-        return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
-                                  self.cfg.margin)
+        Plus ``lambda_transition``'s loss over the consecutive items of ``item_seq``.
+        Only called when :attr:`item_level_losses`."""
+        out: dict[str, torch.Tensor] = {}
+        if self.losses_on:
+            real_rows = items != PAD_ID
+            real, full_out = modal[real_rows], item_part[real_rows]  # (P, M, D), (P, E, D)
+            views = unimodal_views(real, self.cfg.masking)  # (M, P, M, D)
+            view_out = self.expert_outputs(views)  # (M, P, E, D)
+            out = interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
+                                     self.cfg.margin)
+        if self.cfg.lambda_transition > 0 and item_seq is not None:
+            first, second = consecutive_pairs(item_seq, items)
+            if len(first):
+                out["L_transition"] = self.cfg.lambda_transition * transition_loss(
+                    item_part, first, second, self.cfg.transition_temperature)
+        return out
 
     def _prediction_outputs(self, modal, ctx, id_emb, combine):
         """Eqs. 2-4: y = Pred(SeqEnc(e_id, E_j(view))) for every expert j and view, in ONE encoder call.

@@ -107,7 +107,7 @@ class MultimodalItemInput(ItemInput):
         rows = torch.full((self.num_items + 1,), -1, dtype=torch.long, device=items.device)
         rows[items] = torch.arange(len(items), device=items.device)
         self._step = _StepTable(items, rows, modal, outputs,
-                                tuple(t.detach().requires_grad_() for t in outputs))
+                                tuple(t.detach().requires_grad_() for t in outputs), item_seq)
 
     def finish_batch(self, losses: bool = True) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
         """sum(output * its leaf's accumulated gradient) per output: their backward is exactly the parts'
@@ -117,7 +117,7 @@ class MultimodalItemInput(ItemInput):
         if step is None:
             return [], {}
         carry = [(out * leaf.grad).sum() for out, leaf in zip(step.outputs, step.leaves) if leaf.grad is not None]
-        aux = (self.fuser.item_losses(step.items, step.modal, step.outputs[1])
+        aux = (self.fuser.item_losses(step.items, step.modal, step.outputs[1], step.item_seq)
                if losses and self.fuser.item_level_losses else {})
         return carry, aux
 
@@ -202,6 +202,7 @@ class _StepTable(NamedTuple):
     modal: torch.Tensor  # (U, M, D) projected modalities (in the graph)
     outputs: tuple[torch.Tensor, torch.Tensor]  # ID rows (U, D), fuser item parts (U, ...) (in the graph)
     leaves: tuple[torch.Tensor, torch.Tensor]  # their detached copies that the parts' forwards use
+    item_seq: torch.Tensor  # (B, L) the step's histories
 
 
 def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,

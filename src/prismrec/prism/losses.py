@@ -7,11 +7,16 @@ only modality ``m``. d = 1 - cos (cosine distance).
   the expert should stay close to what modality m alone gives and away from the others.
 * synergy (Eq. 7): mean_m cos(full, views[m]), minimised: the output should need all modalities.
 * redundancy (Eq. 8): 1 - mean_m cos(full, views[m]): any single modality should suffice.
+
+Not in the paper: ``transition_loss``, an InfoNCE that asks every expert's item embedding to pick out
+the next item of the training histories (``model.prism.lambda_transition``).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..data.sequences import PAD_ID
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -54,3 +59,24 @@ def interaction_losses(full: torch.Tensor, views: torch.Tensor, experts: list[st
             loss = redundancy_loss(f, v)
         out[f"L_{name}"] = lam * loss
     return out
+
+
+def consecutive_pairs(item_seq: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows in ``items`` (sorted distinct ids, (U,)) of every pair of consecutive real items of the
+    left-padded histories ``item_seq`` (B, L): (first (P,), second (P,))."""
+    a, b = item_seq[:, :-1], item_seq[:, 1:]
+    real = (a != PAD_ID) & (b != PAD_ID)
+    return torch.searchsorted(items, a[real]), torch.searchsorted(items, b[real])
+
+
+def transition_loss(outputs: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+                    temperature: float) -> torch.Tensor:
+    """InfoNCE per expert: the embedding of each pair's first item should pick out its second among
+    all rows. outputs (U, E, D) per distinct item; first, second (P,) rows. Mean over pairs and experts.
+    A pair's own first item is not a candidate (unless it is also the second: a repeat)."""
+    z = F.normalize(outputs, dim=-1)  # (U, E, D)
+    logits = torch.einsum("ped,ued->epu", z[first], z) / temperature  # (E, P, U)
+    self_col = F.one_hot(first, z.shape[0]).bool() & (first != second).unsqueeze(-1)  # (P, U)
+    logits = logits.masked_fill(self_col, float("-inf"))
+    E = logits.shape[0]
+    return F.cross_entropy(logits.flatten(0, 1), second.repeat(E))
