@@ -186,7 +186,7 @@ def main() -> None:
             m = np.mean([[r["mean_weight_by_type"][n][e] for e in rep["experts"]] for r in reps], axis=0)
             lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in m) + " |")
     prop_names = list(extras["item_properties"])
-    cats = extras.get("categories_per_property") or {p: extras["num_categories"] for p in prop_names}
+    cats = extras["categories_per_property"]
     chances = sorted({1 / cats[p] for p in prop_names})
     chance = (f"chance {chances[0]:.3f}" if len(chances) == 1 else
               "chance " + ", ".join(f"{p} {1 / cats[p]:.3f}" for p in prop_names))

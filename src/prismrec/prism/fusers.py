@@ -60,7 +60,7 @@ class Fuser(nn.Module):
     item_level_losses: bool = False
 
     def item_losses(self, items: torch.Tensor, modal: torch.Tensor, item_part: torch.Tensor,
-                    item_seq: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                    item_seq: torch.Tensor) -> dict[str, torch.Tensor]:
         """Item-level losses from distinct items (U,), their modalities (U, M, D) and item parts;
         ``item_seq`` (B, L): the histories they come from (for losses on consecutive items)."""
         return {}
@@ -134,7 +134,7 @@ class PRISMFuser(Fuser):
         return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
                                   self.cfg.margin)
 
-    def item_losses(self, items, modal, item_part, item_seq=None):
+    def item_losses(self, items, modal, item_part, item_seq):
         """``representation`` losses: each distinct real item of the batch once (expert outputs depend
         on the item alone); ``item_part`` (the experts' outputs on the full input) is the full term.
         Plus ``lambda_transition``'s loss over the consecutive items of ``item_seq``.
@@ -147,7 +147,7 @@ class PRISMFuser(Fuser):
             view_out = self.expert_outputs(views)  # (M, P, E, D)
             out = interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
                                      self.cfg.margin)
-        if self.cfg.lambda_transition > 0 and item_seq is not None:
+        if self.cfg.lambda_transition > 0:
             first, second = consecutive_pairs(item_seq, items)
             if len(first):
                 out["L_transition"] = self.cfg.lambda_transition * transition_loss(
