@@ -376,6 +376,34 @@ def test_transition_loss_rewards_embeddings_that_pick_out_the_next_item():
     assert transition_loss(bad, torch.tensor([0]), torch.tensor([0]), 0.1) < 1e-3
 
 
+def test_transition_loss_never_picks_a_row_outside_the_candidates():
+    U, E, D = 6, 2, 8
+    bad = torch.eye(D)[:U].unsqueeze(1).expand(U, E, D)  # all orthogonal: uniform over the candidates
+    first, second = torch.tensor([1, 3]), torch.tensor([2, 4])
+    candidates = torch.tensor([False, True, True, True, True, True])  # row 0 = the padding row
+    loss = transition_loss(bad, first, second, 0.1, candidates=candidates)
+    assert loss == pytest.approx(torch.log(torch.tensor(U - 2.0)).item(), rel=1e-5)  # 4 others, not 5
+    # a padding row identical to the first items would otherwise be the hardest negative
+    lure = bad.clone()
+    lure[0] = bad[1] + bad[3]
+    torch.testing.assert_close(transition_loss(lure, first, second, 0.1, candidates=candidates), loss)
+    assert transition_loss(lure, first, second, 0.1) > loss + 0.1
+
+
+def test_model_transition_loss_leaves_out_the_padding_row():
+    model = make({"lambda_transition": 0.1, "lambda_unique": 0.0, "lambda_synergy": 0.0,
+                  "lambda_redundancy": 0.0})
+    model.train()
+    b = batch()  # row 0 is left-padded, so the step's distinct items include PAD_ID
+    got = model.training_loss(b).parts["L_transition"]
+    items = torch.unique(b.item_seq)
+    assert items[0] == 0
+    per_item = model.item_input.fuser.expert_outputs(model.item_input.modalities(items))  # (U, E, D)
+    first, second = consecutive_pairs(b.item_seq, items)
+    expected = 0.1 * transition_loss(per_item[1:], first - 1, second - 1, 0.1)  # the real items only
+    torch.testing.assert_close(got, expected.detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_transition_loss_needs_representation_level_prism():
     from prismrec.config import ConfigError
     with pytest.raises(ConfigError, match="lambda_transition"):

@@ -151,7 +151,7 @@ class PRISMFuser(Fuser):
             first, second = consecutive_pairs(item_seq, items)
             if len(first):
                 out["L_transition"] = self.cfg.lambda_transition * transition_loss(
-                    item_part, first, second, self.cfg.transition_temperature)
+                    item_part, first, second, self.cfg.transition_temperature, candidates=items != PAD_ID)
         return out
 
     def _prediction_outputs(self, modal, ctx, id_emb, combine):

@@ -70,13 +70,17 @@ def consecutive_pairs(item_seq: torch.Tensor, items: torch.Tensor) -> tuple[torc
 
 
 def transition_loss(outputs: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
-                    temperature: float) -> torch.Tensor:
+                    temperature: float, candidates: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE per expert: the embedding of each pair's first item should pick out its second among
-    all rows. outputs (U, E, D) per distinct item; first, second (P,) rows. Mean over pairs and experts.
-    A pair's own first item is not a candidate (unless it is also the second: a repeat)."""
+    the candidate rows. outputs (U, E, D) per distinct item; first, second (P,) rows; ``candidates``
+    (U,) bool, the rows that may be picked (None = all; pass ``items != PAD_ID`` so that the padding
+    row is never a negative). Mean over pairs and experts. A pair's own first item is not a
+    candidate (unless it is also the second: a repeat)."""
     z = F.normalize(outputs, dim=-1)  # (U, E, D)
     logits = torch.einsum("ped,ued->epu", z[first], z) / temperature  # (E, P, U)
-    self_col = F.one_hot(first, z.shape[0]).bool() & (first != second).unsqueeze(-1)  # (P, U)
-    logits = logits.masked_fill(self_col, float("-inf"))
+    excluded = F.one_hot(first, z.shape[0]).bool() & (first != second).unsqueeze(-1)  # (P, U)
+    if candidates is not None:
+        excluded = excluded | ~candidates  # (P, U)
+    logits = logits.masked_fill(excluded, float("-inf"))
     E = logits.shape[0]
     return F.cross_entropy(logits.flatten(0, 1), second.repeat(E))
