@@ -128,3 +128,33 @@ def test_prism_reaches_both_streams_with_shared_experts():
     one = mean_only.training_loss(batch()).parts
     assert set(avg) == set(one)
     assert any(not torch.allclose(avg[k], one[k]) for k in avg if k != "rec")
+
+
+def test_content_on_the_mean_stream_only():
+    from test_conformance import features, has_prism
+
+    from prismrec.models.item_input import IDEmbedding
+
+    if not has_prism():
+        pytest.skip("PRISM not available yet")
+    feats = {k: (v[0][:N + 1], v[1][:N + 1]) for k, v in features().items()}
+    model, _ = make("model.prism.enabled=true", "model.stosa.content_streams=mean", features=feats)
+    assert type(model.cov_input) is IDEmbedding  # no content, no shared PRISM parts on the cov stream
+    both, _ = make("model.prism.enabled=true", features=feats)
+    seq = batch().item_seq
+
+    def cov_depends_on_fusion(m) -> bool:
+        params = [p for p in m.item_input.fuser.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(m.cov_input(seq).sum(), params, allow_unused=True)
+        return any(g is not None and g.abs().sum() > 0 for g in grads)
+
+    assert not cov_depends_on_fusion(model) and cov_depends_on_fusion(both)
+    # it trains: the mean stream's interaction losses, gradients into the cov ID table and the fusion
+    model.train()
+    out = model.training_loss(batch())
+    assert set(out.parts) > {"rec"}
+    out.total.backward()
+    assert model.cov_input.embedding.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.item_input.fuser.parameters())
+    # the shared sibling adds only its own ID table, as does the plain one: same parameter count
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in both.parameters())

@@ -34,6 +34,12 @@ class STOSAConfig:
     aux_streams: Literal["average", "mean"] = "average"
     """Item-input auxiliary losses (e.g. PRISM's interaction losses): ``average`` of the mean and
     covariance streams' losses (as the PRISM authors' code), or the ``mean`` stream's only (half the cost)."""
+    content_streams: Literal["both", "mean"] = "both"
+    """Which of STOSA's streams receive the item input's content (e.g. PRISM's fused multimodal
+    embedding): ``both`` (default; issue 5 and the PRISM authors' code: the mean and the covariance
+    inputs) or ``mean`` only, where the covariance stream keeps plain ID embeddings (not in the paper;
+    the fusion runs once per step instead of twice, and only the mean stream's auxiliary losses
+    exist). With a plain ID input both settings are the same model."""
 
     def __post_init__(self) -> None:
         _check(self.pvn_weight >= 0, "model.stosa.pvn_weight must be >= 0")

@@ -18,7 +18,8 @@ STOSA always uses its own loss (``model.stosa.loss``); ``train.loss`` is ignored
 With PRISM: the covariance stream's item input is ``item_input.sibling(IDEmbedding(...))``, so the
 fused multimodal embedding reaches both streams through shared experts and fusion, and the two
 streams' auxiliary (interaction) losses are averaged (``model.stosa.aux_streams``), as in the PRISM
-authors' code. The public STOSA code's variable-name typo that makes the mean stream skip attention
+authors' code. ``model.stosa.content_streams=mean`` (not in the paper) gives the covariance stream
+plain ID embeddings instead: content shapes the Gaussians' means only. The public STOSA code's variable-name typo that makes the mean stream skip attention
 is not reproduced: both streams go through Wasserstein attention.
 """
 from __future__ import annotations
@@ -61,7 +62,9 @@ class STOSA(SequentialRecommender):
         self.loss_name = stosa.loss  # STOSA's own loss, whatever train.loss says
         self.needs_negatives = stosa.loss == "bpr_pvn"
         D = cfg.hidden_dim
-        self.cov_input = item_input.sibling(IDEmbedding(num_items, D))  # covariance stream, shares PRISM parts
+        cov_ids = IDEmbedding(num_items, D)
+        # covariance stream: shares PRISM's parts (content on both streams), or IDs only
+        self.cov_input = item_input.sibling(cov_ids) if stosa.content_streams == "both" else cov_ids
         self.positions = cfg.positions
         self.mean_position = nn.Embedding(max_seq_len, D)
         self.cov_position = nn.Embedding(max_seq_len, D)
@@ -175,7 +178,7 @@ class STOSA(SequentialRecommender):
 
         mean_aux = self.item_input.auxiliary_losses(context(
             lambda x: self.encode_inputs(x, seq.repeat(reps(x), 1), cov_in.repeat(reps(x), 1, 1))))
-        if self.stosa.aux_streams == "mean" or not mean_aux:
+        if self.stosa.aux_streams == "mean" or self.stosa.content_streams == "mean" or not mean_aux:
             return mean_aux
         cov_aux = self.cov_input.auxiliary_losses(context(
             lambda x: self.encode_inputs(mean_in.repeat(reps(x), 1, 1), seq.repeat(reps(x), 1), x)))
