@@ -114,3 +114,32 @@ def test_cold_target_outrankers_on_a_known_score_table():
     # top 10 of user 0: items 11..2 -> 3 of them (2, 3, 4) have count <= 4; user 1: 10..1 -> 4 cold
     assert abs(r["top10_cold_share"] - (3 / 10 + 4 / 10) / 2) < 1e-6
     assert abs(r["top10_mean_train_count"] - (sum(range(2, 12)) / 10 + sum(range(1, 11)) / 10) / 2) < 1e-6
+
+
+def test_every_committed_plan_builds_a_valid_config_for_every_run():
+    """A plan names the exact settings of a documented result: each of its runs must still be a valid
+    configuration (keys renamed or removed since would make the documented command fail)."""
+    import itertools
+
+    import pytest
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from suite import load_plan
+
+    from prismrec.config import build_config
+
+    plans = sorted((ROOT / "benchmarks" / "plans").glob("*.yaml"))
+    assert len(plans) > 10
+    for path in plans:
+        plan = load_plan(str(path))
+        arms = set(plan["arms"])
+        for arm, versus in (plan.get("compare") or {}).items():
+            assert {arm, *versus} <= arms, f"{path.name}: compare names an arm the plan lacks"
+        if plan.get("baseline") is not None:
+            assert plan["baseline"] in arms, f"{path.name}: baseline {plan['baseline']!r} is not an arm"
+        for ds, arm, loss in itertools.product(plan["datasets"], plan["arms"], plan["losses"]):
+            sets = plan["base"] + plan["dataset_overrides"].get(ds, []) + list(plan["arms"][arm] or [])
+            try:
+                build_config(overrides=[*sets, f"train.loss={loss}"])
+            except Exception as e:  # noqa: BLE001 - report which plan and run
+                pytest.fail(f"{path.name}: {ds}/{loss}/{arm}: {e}")
