@@ -43,6 +43,28 @@ def load_plan(path: str) -> dict:
     return plan
 
 
+def plan_jobs(plan: dict, out: str, only: str | None = None) -> list[dict]:
+    """Every run of ``plan`` (ids containing ``only``, if given): id, dataset, loss, arm, seed, data
+    path, run directory under ``out`` and the full ``--set`` list; every arm's first seed first."""
+    jobs = []
+    for (ds, path), loss, (arm, sets), seed in itertools.product(plan["datasets"].items(), plan["losses"],
+                                                                 plan["arms"].items(), plan["seeds"]):
+        jid = f"{ds}-{loss}-{arm}-s{seed}"
+        if only and only not in jid:
+            continue
+        limits = (plan.get("arm_limits") or {}).get(arm, {})  # e.g. {seeds: [1], datasets: [amazon_beauty]}
+        if any(value not in limits.get(key, [value]) for key, value in
+               (("seeds", seed), ("datasets", ds), ("losses", loss))):
+            continue
+        data = os.path.expanduser(os.path.expandvars(path)) if path else None
+        jobs.append({"id": jid, "dataset": ds, "loss": loss, "arm": arm, "seed": seed, "data": data,
+                     "dir": str(Path(out) / jid),
+                     "sets": plan["base"] + plan["dataset_overrides"].get(ds, []) + list(sets or [])
+                     + [f"train.loss={loss}", f"train.seed={seed}"]})
+    jobs.sort(key=lambda j: plan["seeds"].index(j["seed"]))  # stable: every arm's first seed runs first
+    return jobs
+
+
 def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
             hard_deadline: float | None = None, start_new: bool = True) -> dict:
     out = Path(job["dir"])
@@ -114,22 +136,7 @@ def main() -> None:
     args = ap.parse_args()
     plan = load_plan(args.plan)
 
-    jobs = []
-    for (ds, path), loss, (arm, sets), seed in itertools.product(plan["datasets"].items(), plan["losses"],
-                                                                 plan["arms"].items(), plan["seeds"]):
-        jid = f"{ds}-{loss}-{arm}-s{seed}"
-        if args.only and args.only not in jid:
-            continue
-        only = (plan.get("arm_limits") or {}).get(arm, {})  # e.g. {seeds: [1], datasets: [amazon_beauty]}
-        if any(value not in only.get(key, [value]) for key, value in
-               (("seeds", seed), ("datasets", ds), ("losses", loss))):
-            continue
-        data = os.path.expanduser(os.path.expandvars(path)) if path else None
-        jobs.append({"id": jid, "dataset": ds, "loss": loss, "arm": arm, "seed": seed, "data": data,
-                     "dir": str(Path(args.out) / jid),
-                     "sets": plan["base"] + plan["dataset_overrides"].get(ds, []) + list(sets or [])
-                     + [f"train.loss={loss}", f"train.seed={seed}"]})
-    jobs.sort(key=lambda j: plan["seeds"].index(j["seed"]))  # stable: every arm's first seed runs first
+    jobs = plan_jobs(plan, args.out, args.only)
     print(f"{len(jobs)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
     t0 = time.time()
     deadline = t0 + args.time_budget if args.time_budget > 0 else None

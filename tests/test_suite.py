@@ -119,12 +119,10 @@ def test_cold_target_outrankers_on_a_known_score_table():
 def test_every_committed_plan_builds_a_valid_config_for_every_run():
     """A plan names the exact settings of a documented result: each of its runs must still be a valid
     configuration (keys renamed or removed since would make the documented command fail)."""
-    import itertools
-
     import pytest
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from suite import load_plan
+    from suite import load_plan, plan_jobs
 
     from prismrec.config import build_config
 
@@ -137,9 +135,10 @@ def test_every_committed_plan_builds_a_valid_config_for_every_run():
             assert {arm, *versus} <= arms, f"{path.name}: compare names an arm the plan lacks"
         if plan.get("baseline") is not None:
             assert plan["baseline"] in arms, f"{path.name}: baseline {plan['baseline']!r} is not an arm"
-        for ds, arm, loss in itertools.product(plan["datasets"], plan["arms"], plan["losses"]):
-            sets = plan["base"] + plan["dataset_overrides"].get(ds, []) + list(plan["arms"][arm] or [])
+        jobs = plan_jobs(plan, "runs")
+        assert jobs, f"{path.name}: no runs"
+        for job in jobs:  # exactly the --set lists suite.py passes to `prismrec train`
             try:
-                build_config(overrides=[*sets, f"train.loss={loss}"])
+                build_config(overrides=job["sets"])
             except Exception as e:  # noqa: BLE001 - report which plan and run
-                pytest.fail(f"{path.name}: {ds}/{loss}/{arm}: {e}")
+                pytest.fail(f"{path.name}: {job['id']}: {e}")

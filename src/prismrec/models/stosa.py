@@ -19,8 +19,9 @@ With PRISM: the covariance stream's item input is ``item_input.sibling(IDEmbeddi
 fused multimodal embedding reaches both streams through shared experts and fusion, and the two
 streams' auxiliary (interaction) losses are averaged (``model.stosa.aux_streams``), as in the PRISM
 authors' code. ``model.stosa.content_streams=mean`` (not in the paper) gives the covariance stream
-plain ID embeddings instead: content shapes the Gaussians' means only. The public STOSA code's variable-name typo that makes the mean stream skip attention
-is not reproduced: both streams go through Wasserstein attention.
+plain ID embeddings instead: content shapes the Gaussians' means only. The public STOSA code's
+variable-name typo that makes the mean stream skip attention is not reproduced: both streams go
+through Wasserstein attention.
 """
 from __future__ import annotations
 
