@@ -122,6 +122,28 @@ def test_inspect_prints_and_exports(tmp_path, capsys):
     assert np.load(tmp_path / "e.npz")["embeddings"].shape == (96, 4, 16)
 
 
+def test_inspect_reports_the_content_gate(tmp_path, capsys):
+    import numpy as np
+    for method in ("prism", "concat"):
+        run = tmp_path / method
+        main(["train", "--quiet", "--output-dir", str(run),
+              *sets(TINY + ["model.prism.enabled=true", f"model.prism.method={method}", "model.prism.content_gate=true"])])
+        capsys.readouterr()
+        w = tmp_path / f"{method}.npz"
+        assert main(["inspect", "--run", str(run), "--json", "--export-weights", str(w), "--per-position"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert 0.0 < out["content_gate"]["mean"] < 1.0 and 0.0 <= out["content_gate"]["share_below_0.5"] <= 1.0
+        assert ("fusion_weights" in out) == (method == "prism")
+        arrays = np.load(w)
+        assert arrays["gate"].shape == (80,) and arrays["gate_per_position"].shape == (80, 10)
+        assert (arrays["gate_per_position"][~arrays["padding_mask"]] == 0).all()
+        assert np.allclose(arrays["gate_per_position"][:, -1], arrays["gate"])
+        assert main(["inspect", "--run", str(run)]) == 0
+        assert "content gate at each user's most recent position" in capsys.readouterr().out
+    assert main(["inspect", "--run", str(tmp_path / "concat"), "--export-experts", str(tmp_path / "e.npz")]) == 2
+    assert "no experts" in capsys.readouterr().err
+
+
 def test_inspect_refuses_plain_run(tmp_path, capsys):
     run = tmp_path / "plain"
     main(["train", "--quiet", "--output-dir", str(run), *sets(TINY)])

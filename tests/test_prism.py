@@ -117,6 +117,8 @@ def test_pooled_context_never_includes_padding():
     {"synergy_contrast": True}, {"synergy_contrast": True, "loss_on": "prediction", "output_content": True},
     {"lambda_transition": 0.1}, {"lambda_transition": 0.1, "synergy_contrast": True},
     {"lambda_transition": 0.1, "lambda_unique": 0.0, "lambda_synergy": 0.0, "lambda_redundancy": 0.0},
+    {"content_gate": True}, {"method": "concat", "content_gate": True}, {"content_gate": True, "loss_on": "prediction"},
+    {"content_gate": True, "fusion_scope": "sequence", "combine": "concat"},
 ])
 def test_every_variant_builds_and_trains_a_step(prism):
     model = make(prism)
@@ -130,6 +132,40 @@ def test_every_variant_builds_and_trains_a_step(prism):
     if prism.get("method", "prism") != "prism" or prism.get("lambda_unique") == 0.0:
         assert parts == ({"rec", "L_transition"} if prism.get("lambda_transition") else {"rec"})
     assert ("L_transition" in parts) == bool(prism.get("lambda_transition"))
+
+
+def test_content_gate_is_causal_in_the_unit_interval_and_closed_leaves_the_id_path():
+    model = make({"content_gate": True}).eval()
+    mm = model.item_input
+    b = batch()
+    g = mm.content_gates(b.item_seq)  # (B, L)
+    assert g.shape == (4, L) and bool(((g > 0) & (g < 1)).all())
+    out = model(b.item_seq)
+    for t in range(5, L - 1):  # changing item t + 1 changes neither the gate nor the output at <= t
+        seq2 = b.item_seq.clone()
+        seq2[:, t + 1] = (seq2[:, t + 1] % N) + 1
+        assert torch.allclose(g[:, :t + 1], mm.content_gates(seq2)[:, :t + 1], atol=1e-6)
+        assert torch.allclose(out[:, :t + 1], model(seq2)[:, :t + 1], atol=1e-6)
+    padded = torch.cat([torch.zeros(4, 3, dtype=torch.long), b.item_seq], 1)  # left padding is invisible
+    assert torch.allclose(mm.content_gates(padded)[:, 3:][b.item_seq != 0], g[b.item_seq != 0], atol=1e-6)
+    with torch.no_grad():  # a closed gate: the input is the ID embedding alone
+        mm.content_gate.mlp[-1].bias.fill_(-1e4)
+    closed = mm(b.item_seq)
+    assert torch.allclose(closed, mm.id_input(b.item_seq), atol=1e-6)
+    with torch.no_grad():  # a wide-open gate: the ungated input
+        mm.content_gate.mlp[-1].bias.fill_(1e4)
+    ungated = make().eval().item_input
+    ungated.load_state_dict({k: v for k, v in mm.state_dict().items() if "content_gate" not in k})
+    assert torch.allclose(mm(b.item_seq), ungated(b.item_seq), atol=1e-6)
+
+
+def test_content_gate_learns_from_the_recommendation_loss():
+    model = make({"content_gate": True})
+    model.training_loss(batch()).total.backward()
+    gate = model.item_input.content_gate
+    assert gate.mlp[0].weight.grad.abs().sum() > 0 and gate.mlp[-1].bias.grad.abs().sum() > 0
+    assert make().item_input.content_gate is None
+    assert not any("content_gate" in n for n, _ in make().named_parameters())
 
 
 def test_ablation_graphs_differ_not_flags():

@@ -1,4 +1,4 @@
-"""What a trained PRISM model learned: per-user fusion weights and per-item expert embeddings."""
+"""What a trained PRISM model learned: per-user fusion weights (and content gates) and per-item expert embeddings."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,6 +55,39 @@ def fusion_weights(run: Run, split: str = "test", per_position: bool = False, ba
                          last=torch.cat(last).numpy(),
                          per_position=torch.cat(full).numpy() if per_position else None,
                          padding_mask=(inputs != 0).numpy() if per_position else None)
+
+
+@dataclass
+class ContentGates:
+    user_ids: np.ndarray  # (U,)
+    last: np.ndarray  # (U,) gate at each user's most recent position (1 = content in full, 0 = IDs only)
+    per_position: np.ndarray | None = None  # (U, L) causal gate at every position (0 on padding)
+
+    def summary(self) -> dict:
+        """Mean, std and quartiles of the gate across users, and the share of users below 0.5."""
+        q = np.percentile(self.last, [25, 50, 75])
+        return {"mean": float(self.last.mean()), "std": float(self.last.std()), "p25": float(q[0]),
+                "median": float(q[1]), "p75": float(q[2]), "share_below_0.5": float((self.last < 0.5).mean())}
+
+
+@torch.no_grad()
+def content_gates(run: Run, split: str = "test", per_position: bool = False, batch_size: int = 1024
+                  ) -> ContentGates:
+    """The per-user content gate (``model.prism.content_gate``) for the given split's input sequences."""
+    mm = _multimodal_input(run)
+    if getattr(mm, "content_gate", None) is None:
+        raise ValueError("this run has no content gate (train with model.prism.content_gate=true)")
+    run.model.eval()
+    inputs = run.data.split(split).inputs
+    last, full = [], []
+    for lo in range(0, len(inputs), batch_size):
+        seq = inputs[lo:lo + batch_size].to(run.device)
+        g = mm.content_gates(seq)  # (B, L)
+        last.append(g[:, -1].cpu())
+        if per_position:
+            full.append((g * (seq != 0)).cpu())
+    return ContentGates(user_ids=run.dataset.sequences.user_ids, last=torch.cat(last).numpy(),
+                        per_position=torch.cat(full).numpy() if per_position else None)
 
 
 @torch.no_grad()

@@ -10,12 +10,14 @@ import numpy as np
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="fusion weights and expert embeddings of a PRISM run",
                        description="Print the average fusion weight of each expert and its spread across users "
-                                   "(weights at each user's most recent position), and optionally export "
+                                   "(weights at each user's most recent position), the per-user content gate "
+                                   "where the run has one (model.prism.content_gate), and optionally export "
                                    "per-user weights and per-item expert embeddings.")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory trained with model.prism.enabled=true")
     p.add_argument("--split", choices=["valid", "test"], default="test", help="whose input sequences (default test)")
     p.add_argument("--export-weights", metavar="FILE.npz",
-                   help="write user_ids, experts and weights (U, E); with --per-position also (U, L, E)")
+                   help="write user_ids, experts and weights (U, E) (with a content gate also gate (U,)); with "
+                        "--per-position also per_position (U, L, E) and gate_per_position (U, L)")
     p.add_argument("--per-position", action="store_true", help="export causal weights at every position too")
     p.add_argument("--export-experts", metavar="FILE.npz", help="write per-item expert embeddings (N, E, D)")
     p.add_argument("--probe", action="store_true",
@@ -33,21 +35,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from ..api import load_run
     from ..config import ConfigError
-    from ..introspect import expert_embeddings, expert_probes, fusion_weights, output_fusion_weights
 
     run = load_run(args.run, device=args.device)
     try:
-        fw = fusion_weights(run, args.split, per_position=args.per_position)
-    except ValueError as exc:
+        return _inspect(run, args)
+    except ValueError as exc:  # e.g. a naive-fusion run asked for expert embeddings
         raise ConfigError(str(exc)) from None
-    rows = fw.summary()
+
+
+def _inspect(run, args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+    from ..introspect import content_gates, expert_embeddings, expert_probes, fusion_weights, output_fusion_weights
+
+    has_gate = getattr(run.model.item_input, "content_gate", None) is not None
+    gates = content_gates(run, args.split, per_position=args.per_position) if has_gate else None
+    try:
+        fw = fusion_weights(run, args.split, per_position=args.per_position)
+    except ValueError:
+        if gates is None:
+            raise
+        fw = None  # a naive fusion with a content gate: the gate is all there is to report
+    rows = fw.summary() if fw is not None else None
+    gate_row = gates.summary() if gates is not None else None
     out_rows = None
     if getattr(run.model.item_input, "query_fusion", None) is not None:
         out_rows = output_fusion_weights(run, args.split).summary()
     if args.export_weights:
-        extra = {"per_position": fw.per_position, "padding_mask": fw.padding_mask} if args.per_position else {}
-        np.savez_compressed(args.export_weights, user_ids=fw.user_ids, experts=np.array(fw.experts),
-                            weights=fw.last, **extra)
+        arrays: dict[str, np.ndarray] = {}
+        if fw is not None:
+            arrays |= {"user_ids": fw.user_ids, "experts": np.array(fw.experts), "weights": fw.last}
+            if args.per_position:
+                arrays |= {"per_position": fw.per_position, "padding_mask": fw.padding_mask}
+        if gates is not None:
+            arrays |= {"user_ids": gates.user_ids, "gate": gates.last}
+            if args.per_position:
+                arrays |= {"gate_per_position": gates.per_position,
+                           "padding_mask": run.data.split(args.split).inputs.numpy() != 0}
+        np.savez_compressed(args.export_weights, **arrays)
     if args.export_experts:
         names, emb = expert_embeddings(run)
         np.savez_compressed(args.export_experts, items=np.arange(1, run.dataset.num_items + 1),
@@ -61,10 +85,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                               "(only the embedded synthetic world does); pass --probe-labels FILE.tsv")
         probes = expert_probes(run, labels)
     if args.json:
-        extra = {k: v for k, v in (("output_fusion_weights", out_rows), ("probes", probes)) if v is not None}
-        print(json.dumps({"fusion_weights": rows, **extra} if extra else rows, indent=2))
+        extra = {k: v for k, v in (("output_fusion_weights", out_rows), ("content_gate", gate_row),
+                                   ("probes", probes)) if v is not None}
+        if rows is None:
+            print(json.dumps(extra, indent=2))
+        else:
+            print(json.dumps({"fusion_weights": rows, **extra} if extra else rows, indent=2))
     else:
-        tables = [("input-side fusion weights (adaptive fusion layer)", rows)]
+        if gate_row is not None:
+            n = len(gates.user_ids)
+            print(f"content gate at each user's most recent position ({n} users, split {args.split}; "
+                  "1 = content in full, 0 = ID embedding only)")
+            print(f"{'mean':>7} {'std':>7} {'p25':>7} {'median':>7} {'p75':>7} {'share < 0.5':>11}")
+            print(f"{gate_row['mean']:7.4f} {gate_row['std']:7.4f} {gate_row['p25']:7.4f} {gate_row['median']:7.4f} "
+                  f"{gate_row['p75']:7.4f} {gate_row['share_below_0.5']:11.3f}")
+            if rows is not None:
+                print()
+        tables = [("input-side fusion weights (adaptive fusion layer)", rows)] if rows is not None else []
         if out_rows is not None:
             tables.append(("prediction-layer fusion weights (output_fusion=user)", out_rows))
         for title, table in tables:

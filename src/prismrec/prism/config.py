@@ -81,6 +81,14 @@ class PRISMConfig:
     """Dropout inside the fusion MLP."""
     temperature: float = 0.7
     """Softmax temperature of the fusion weights."""
+    content_gate: bool = False
+    """Not in the paper. A per-user gate on the input-side content: x_t = combine(e_id, g_t * content_t)
+    with g_t = sigmoid(MLP(pool([e_id, item content]))) in (0, 1), pooled over the history like the
+    fusion weights (``fusion_scope``; causal = items <= t; MLP width ``fusion_hidden``, dropout
+    ``fusion_dropout``; starts mostly open, g = 0.88). A user whose behaviour the content does not
+    explain can close it and keep a clean ID path. Applies to every method; the prediction layer's
+    content (``output_content``) and the masked variants of ``loss_on=prediction`` are not gated.
+    ``prismrec inspect`` reports the gate per user."""
     combine: Literal["add", "concat"] = "add"
     """How the fused multimodal embedding joins the ID embedding: sum, or Linear([id, mm])."""
     content_norm: bool = True

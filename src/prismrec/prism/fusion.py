@@ -47,6 +47,31 @@ class AdaptiveFusion(nn.Module):
         return torch.softmax(rest(ctx) / self.temperature, dim=-1)  # (B, L, E)
 
 
+class ContentGate(nn.Module):
+    """Per-user content gate (``content_gate``; not in the paper): g = sigmoid(MLP(pool([e_id, c]))) per
+    position, from the history's ID embeddings and item contents ``c`` (a fuser's item part, flattened),
+    pooled like the fusion weights (causal: items <= t). The item input scales the content by g, so a
+    user whose history the content does not explain can close it and keep a clean ID path."""
+
+    def __init__(self, part_width: int, hidden_dim: int, fusion_hidden: int, dropout: float, scope: str,
+                 init_open: float = 2.0) -> None:
+        super().__init__()
+        width = fusion_hidden or 2 * hidden_dim
+        self.mlp = nn.Sequential(nn.Linear(part_width + hidden_dim, width), nn.GELU(), Dropout(dropout),
+                                 nn.Linear(width, 1))
+        nn.init.constant_(self.mlp[-1].bias, init_open)  # starts mostly open: sigmoid(2) = 0.88
+        self.scope = scope
+
+    def forward(self, item_part: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
+                padding_mask: torch.Tensor) -> torch.Tensor:
+        """Gate (B, L, 1) in (0, 1) from per-distinct-item parts (U, ...) and ID embeddings (U, D); the
+        first Linear runs once per distinct item and commutes with the pooling, as in AdaptiveFusion."""
+        first, rest = self.mlp[0], self.mlp[1:]
+        z = torch.cat([item_part.flatten(1), id_items], dim=-1) @ first.weight.T  # (U, width)
+        ctx = pooled_context(gather_rows(z, where), padding_mask, self.scope) + first.bias  # (B, L, width)
+        return torch.sigmoid(rest(ctx))  # (B, L, 1)
+
+
 class UniformFusion(nn.Module):
     """Equal weights for every expert (the paper's "w/o AFL" ablation)."""
 

@@ -2,6 +2,8 @@
 
     x_t = combine(e_id(i_t), fuser(modalities(i_t)))        (PAPER.md §2, "into the backbone")
 
+(with ``content_gate``, not in the paper: combine(e_id(i_t), g_t * fuser(...)), g_t from the history)
+
 The backbone's ``forward`` is untouched: it receives this module where it would receive a plain
 :class:`~prismrec.models.item_input.IDEmbedding`. Scoring uses the ID table (the paper's
 prediction layer), so switching PRISM off gives exactly the plain backbone. With
@@ -21,7 +23,7 @@ from ..models.item_input import AuxContext, ItemInput
 from ..models.ops import gather_rows
 from .config import PRISMConfig
 from .fusers import Fuser, PRISMFuser, build_fuser
-from .fusion import QueryFusion
+from .fusion import ContentGate, QueryFusion
 from .modalities import ModalityEncoder
 
 
@@ -54,7 +56,7 @@ class ContentNorm(nn.Module):
 class MultimodalItemInput(ItemInput):
     def __init__(self, id_input: ItemInput, modalities: ModalityEncoder, fuser: Fuser, combine: nn.Module,
                  output_content: bool = False, content_norm: nn.Module | None = None,
-                 query_fusion: QueryFusion | None = None) -> None:
+                 query_fusion: QueryFusion | None = None, content_gate: ContentGate | None = None) -> None:
         super().__init__()
         self.id_input, self.modalities, self.fuser, self.combine = id_input, modalities, fuser, combine
         self.content_norm = content_norm if content_norm is not None else nn.Identity()
@@ -63,6 +65,7 @@ class MultimodalItemInput(ItemInput):
         if query_fusion is not None and not (output_content and isinstance(fuser, PRISMFuser)):
             raise ValueError("per-user output fusion needs output_content and PRISM experts")
         self.query_fusion = query_fusion
+        self.content_gate = content_gate  # None: content enters every user's inputs in full
         # the last training forward's per-item work, reused by auxiliary_losses on the same batch
         self._batch_items: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None
         self._step: _StepTable | None = None  # a step in micro-batches: its item-level work, done once
@@ -88,10 +91,13 @@ class MultimodalItemInput(ItemInput):
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         # only what depends on the history runs per position (PRISM: the pooled fusion weights)
         items, where, id_items, modal, per_item = self._item_level(item_seq)
-        mm = self.fuser.fuse(per_item, id_items, where, item_seq != PAD_ID)  # (B, L, D)
+        padding_mask = item_seq != PAD_ID
+        content = self.content_norm(self.fuser.fuse(per_item, id_items, where, padding_mask))  # (B, L, D)
+        if self.content_gate is not None:
+            content = self.content_gate(per_item, id_items, where, padding_mask) * content
         if self.training and torch.is_grad_enabled() and modal is not None:
             self._batch_items = (item_seq, (items, modal, per_item))
-        return self.combine(gather_rows(id_items, where), self.content_norm(mm))  # (B, L, D)
+        return self.combine(gather_rows(id_items, where), content)  # (B, L, D)
 
     # ------------------------------------------------------------------ a step in micro-batches
     def begin_batch(self, item_seq: torch.Tensor | None) -> None:
@@ -168,7 +174,7 @@ class MultimodalItemInput(ItemInput):
 
     def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
         return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content,
-                                   self.content_norm, self.query_fusion)
+                                   self.content_norm, self.query_fusion, self.content_gate)
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -182,6 +188,14 @@ class MultimodalItemInput(ItemInput):
             return None
         _, where, id_items, _, per_item = self._item_level(item_seq)
         return self.fuser.fusion(per_item, id_items, where, item_seq != PAD_ID)
+
+    @torch.no_grad()
+    def content_gates(self, item_seq: torch.Tensor) -> torch.Tensor | None:
+        """Per-position content gate (B, L) (``content_gate`` only; None otherwise)."""
+        if self.content_gate is None:
+            return None
+        _, where, id_items, _, per_item = self._item_level(item_seq)
+        return self.content_gate(per_item, id_items, where, item_seq != PAD_ID).squeeze(-1)
 
     @torch.no_grad()
     def output_fusion_weights(self, hidden: torch.Tensor) -> torch.Tensor | None:
@@ -216,4 +230,8 @@ def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
     norm = ContentNorm(hidden_dim, cfg.content_scale) if cfg.content_norm else None
     query = (QueryFusion(len(fuser.expert_names), hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.temperature)
              if cfg.output_fusion == "user" else None)
-    return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content, norm, query)
+    gate = None
+    if cfg.content_gate:
+        part_width = hidden_dim * (len(fuser.expert_names) if isinstance(fuser, PRISMFuser) else 1)
+        gate = ContentGate(part_width, hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.fusion_scope)
+    return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content, norm, query, gate)
