@@ -123,7 +123,8 @@ def main() -> None:
     subprocess.run(suite_cmd, check=True)
 
     from prismrec.api import load_run
-    from prismrec.introspect import expert_probes, fusion_weights, linear_probe_accuracy, output_fusion_weights
+    from prismrec.introspect import (content_gates, expert_probes, fusion_weights, linear_probe_accuracy,
+                                     output_fusion_weights)
 
     runs = sorted(p for p in Path(args.out).iterdir() if (p / "summary.json").is_file())
     first = load_run(runs[0], device="cpu")
@@ -132,6 +133,7 @@ def main() -> None:
     names = list(extras["user_types"])
     per_type: dict[str, dict[str, list[float]]] = {}
     weights_report = {}
+    gates_report: dict[str, list[dict]] = {}
     probes_report: dict[str, list[dict]] = {}
     props = {k: np.asarray(v) for k, v in extras["item_properties"].items()}
     id_probes: dict[str, list[dict[str, float]]] = {}
@@ -148,6 +150,12 @@ def main() -> None:
         ids = id_embeddings(run)
         id_probes.setdefault(arm, []).append({k: linear_probe_accuracy(ids, v[1:]) for k, v in props.items()})
         mm = run.model.item_input
+        if getattr(mm, "content_gate", None) is not None:
+            g = content_gates(run).last  # (U,) at each user's last test position
+            gates_report.setdefault(arm, []).append({
+                "run": run_dir.name,
+                "mean_gate_by_type": {n: round(float(g[types == t].mean()), 4) for t, n in enumerate(names)},
+                "gate_std_by_type": {n: round(float(g[types == t].std()), 4) for t, n in enumerate(names)}})
         if getattr(mm, "fusion_weights", None) is None or not hasattr(mm.fuser, "fusion"):
             continue
         pc = run.config.model.prism
@@ -185,6 +193,13 @@ def main() -> None:
         for n in names:
             m = np.mean([[r["mean_weight_by_type"][n][e] for e in rep["experts"]] for r in reps], axis=0)
             lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in m) + " |")
+    for arm, reps in gates_report.items():
+        lines.append(f"\n{arm}: content gate at the last test position, mean over each planted type's users "
+                     f"(1 = content in full, 0 = IDs only; mean over {len(reps)} seeds)")
+        lines.append("| " + " | ".join(names) + " |")
+        lines.append("|---" * len(names) + "|")
+        lines.append("| " + " | ".join(f"{np.mean([r['mean_gate_by_type'][n] for r in reps]):.3f}" for n in names)
+                     + " |")
     prop_names = list(extras["item_properties"])
     cats = extras["categories_per_property"]
     chances = sorted({1 / cats[p] for p in prop_names})
@@ -223,6 +238,7 @@ def main() -> None:
     plan_name = yaml.safe_load(Path(args.plan).read_text())["name"]
     name = "planted_world" if plan_name == "planted_suite" else f"planted_world_{plan_name}"
     path = write_result(name, {"ndcg10_by_planted_type": table, "fusion_weights": weights_report,
+                               "content_gates": gates_report,
                                "expert_probes": probes_report, "id_embedding_probes": id_table,
                                "supervised_ceiling": ceiling,
                                "probe_chance": {p: 1 / cats[p] for p in prop_names}, "markdown": "\n".join(lines)},
