@@ -119,6 +119,7 @@ def test_pooled_context_never_includes_padding():
     {"lambda_transition": 0.1, "lambda_unique": 0.0, "lambda_synergy": 0.0, "lambda_redundancy": 0.0},
     {"content_gate": True}, {"method": "concat", "content_gate": True}, {"content_gate": True, "loss_on": "prediction"},
     {"content_gate": True, "fusion_scope": "sequence", "combine": "concat"},
+    {"loss_items": 4}, {"loss_items": 4, "masking": "random", "lambda_transition": 0.1},
 ])
 def test_every_variant_builds_and_trains_a_step(prism):
     model = make(prism)
@@ -446,3 +447,40 @@ def test_transition_loss_needs_representation_level_prism():
         PRISMConfig(enabled=True, lambda_transition=0.1, loss_on="prediction")
     with pytest.raises(ConfigError, match="lambda_transition"):
         PRISMConfig(enabled=True, lambda_transition=0.1, method="concat")
+
+
+def _item_level_losses(model, items):
+    fuser = model.item_input.fuser
+    modal = model.item_input.modalities(items)
+    return fuser.item_losses(items, modal, fuser.expert_outputs(modal), item_seq=items[None])
+
+
+def test_loss_items_at_or_above_the_step_items_is_the_full_loss():
+    items = torch.arange(0, 13)  # PAD_ID + 12 real items
+    full = _item_level_losses(make({"masking": "mean"}), items)
+    for n in (12, 500):
+        got = _item_level_losses(make({"masking": "mean", "loss_items": n}), items)
+        assert set(got) == set(full) and full
+        for k in full:
+            torch.testing.assert_close(got[k], full[k])
+
+
+def test_loss_items_sample_is_an_unbiased_estimate_of_the_full_loss():
+    items = torch.arange(1, 9)  # 8 real items, samples of 3
+    full = {k: v.item() for k, v in _item_level_losses(make({"masking": "mean"}), items).items()}
+    model = make({"masking": "mean", "loss_items": 3})
+    torch.manual_seed(5)
+    with torch.no_grad():
+        draws = [_item_level_losses(model, items) for _ in range(1000)]
+    for k, v in full.items():
+        values = torch.tensor([d[k].item() for d in draws])
+        assert values.std() > 0.02 * abs(v)  # a different sample each call
+        assert abs(values.mean().item() - v) < 0.03 * abs(v) + 1e-4, k
+
+
+def test_loss_items_needs_representation_level_prism():
+    from prismrec.config import ConfigError
+    with pytest.raises(ConfigError, match="loss_items"):
+        PRISMConfig(enabled=True, loss_items=64, loss_on="prediction")
+    with pytest.raises(ConfigError, match="loss_items"):
+        PRISMConfig(enabled=True, loss_items=-1)

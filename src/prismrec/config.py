@@ -273,7 +273,7 @@ AUTO_PATIENCE = {"ce": 20, "bce": 30}
 #: config.yaml without them is not a concern, so no "predates config key" warning names them
 NEUTRAL_ADDITIONS = frozenset({"data.synthetic.synergy_categories", "model.prism.lambda_transition",
                                "model.prism.transition_temperature", "model.stosa.content_streams",
-                               "model.prism.content_gate"})
+                               "model.prism.content_gate", "model.prism.loss_items"})
 
 #: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.time_limit_minutes", "train.device",

@@ -50,6 +50,12 @@ class PRISMConfig:
     predictions through the shared sequence encoder and prediction layer, as the paper's equations say
     (every position; one batched encoder call over all experts x views: about (1 + E(M+1))x the
     encoder cost)."""
+    loss_items: int = 0
+    """Not in the paper. With ``loss_on=representation``: compute the interaction losses (Eqs. 5-8)
+    on a uniform sample of this many of the step's distinct real items, drawn fresh each step,
+    instead of on all of them (0 = all; a step of 256 Beauty users holds ~900). The losses are means
+    over items, so the sample gives an unbiased estimate of the same objective for a fraction of the
+    masked-view work; the masking statistics are still taken over all the step's items."""
     margin: float = 0.5
     """Triplet margin on cosine distance d = 1 - cos (Eqs. 5-6; distances lie in [0, 2])."""
     lambda_unique: float = 0.1
@@ -121,6 +127,11 @@ class PRISMConfig:
             raise ConfigError("model.prism.temperature must be > 0")
         if self.margin < 0:
             raise ConfigError("model.prism.margin must be >= 0")
+        if self.loss_items < 0:
+            raise ConfigError("model.prism.loss_items must be >= 0 (0 = every distinct item of the step)")
+        if self.loss_items > 0 and (self.method != "prism" or self.loss_on != "representation"):
+            raise ConfigError("model.prism.loss_items needs model.prism.method=prism and loss_on=representation "
+                              "(it samples the items of the item-level interaction losses)")
         if self.lambda_transition < 0 or self.transition_temperature <= 0:
             raise ConfigError("model.prism.lambda_transition must be >= 0 and transition_temperature > 0")
         if self.lambda_transition > 0 and (self.method != "prism" or self.loss_on != "representation"):

@@ -23,7 +23,7 @@ from .config import PRISMConfig
 from .experts import ACTIVATIONS, InteractionExperts, expert_names
 from .fusion import AdaptiveFusion, UniformFusion
 from .losses import consecutive_pairs, interaction_losses, transition_loss
-from .masking import keep_one_modality, unimodal_views
+from .masking import keep_one_modality, replacement, unimodal_views
 
 
 class Fuser(nn.Module):
@@ -143,7 +143,12 @@ class PRISMFuser(Fuser):
         if self.losses_on:
             real_rows = items != PAD_ID
             real, full_out = modal[real_rows], item_part[real_rows]  # (P, M, D), (P, E, D)
-            views = unimodal_views(real, self.cfg.masking)  # (M, P, M, D)
+            fill = replacement(real, self.cfg.masking)  # statistics over all the step's items
+            n = self.cfg.loss_items
+            if 0 < n < len(real):  # unbiased estimate of the per-item mean on n of them
+                pick = torch.randperm(len(real), device=real.device)[:n]
+                real, full_out, fill = real[pick], full_out[pick], fill[pick]
+            views = keep_one_modality(real, fill)  # (M, P, M, D)
             view_out = self.expert_outputs(views)  # (M, P, E, D)
             out = interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
                                      self.cfg.margin)
