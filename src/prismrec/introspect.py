@@ -36,25 +36,41 @@ def _multimodal_input(run: Run):
     return mm
 
 
+def _per_user(run: Run, split: str, values, per_position: bool, batch_size: int
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``values(item_seq (B, L)) -> (B, L, ...)`` over the split's input sequences in batches: the value
+    at each user's most recent position (U, ...), and with ``per_position`` every position's value (0
+    on padding) and the padding mask (U, L)."""
+    run.model.eval()
+    inputs = run.data.split(split).inputs
+    last, full = [], []
+    for lo in range(0, len(inputs), batch_size):
+        seq = inputs[lo:lo + batch_size].to(run.device)
+        v = values(seq)
+        last.append(v[:, -1].cpu())
+        if per_position:
+            real = (seq != 0).reshape(*seq.shape, *(1,) * (v.dim() - 2))
+            full.append((v * real).cpu())
+    if not per_position:
+        return torch.cat(last).numpy(), None, None
+    return torch.cat(last).numpy(), torch.cat(full).numpy(), (inputs != 0).numpy()
+
+
 @torch.no_grad()
 def fusion_weights(run: Run, split: str = "test", per_position: bool = False, batch_size: int = 1024
                    ) -> FusionWeights:
     """Fusion weights of every user for the given split's input sequences."""
     mm = _multimodal_input(run)
-    run.model.eval()
-    inputs = run.data.split(split).inputs
-    last, full = [], []
-    for lo in range(0, len(inputs), batch_size):
-        w = mm.fusion_weights(inputs[lo:lo + batch_size].to(run.device))  # (B, L, E) or None
+
+    def weights(seq: torch.Tensor) -> torch.Tensor:
+        w = mm.fusion_weights(seq)  # (B, L, E) or None
         if w is None:
             raise ValueError(f"method {run.config.model.prism.method!r} has no fusion weights (PRISM only)")
-        last.append(w[:, -1].cpu())
-        if per_position:
-            full.append((w * (inputs[lo:lo + batch_size, :, None].to(w.device) != 0)).cpu())
-    return FusionWeights(experts=mm.expert_names, user_ids=run.dataset.sequences.user_ids,
-                         last=torch.cat(last).numpy(),
-                         per_position=torch.cat(full).numpy() if per_position else None,
-                         padding_mask=(inputs != 0).numpy() if per_position else None)
+        return w
+
+    last, full, mask = _per_user(run, split, weights, per_position, batch_size)
+    return FusionWeights(experts=mm.expert_names, user_ids=run.dataset.sequences.user_ids, last=last,
+                         per_position=full, padding_mask=mask)
 
 
 @dataclass
@@ -62,6 +78,7 @@ class ContentGates:
     user_ids: np.ndarray  # (U,)
     last: np.ndarray  # (U,) gate at each user's most recent position (1 = content in full, 0 = IDs only)
     per_position: np.ndarray | None = None  # (U, L) causal gate at every position (0 on padding)
+    padding_mask: np.ndarray | None = None  # (U, L) True on real items (with per_position)
 
     def summary(self) -> dict:
         """Mean, std and quartiles of the gate across users, and the share of users below 0.5."""
@@ -77,17 +94,8 @@ def content_gates(run: Run, split: str = "test", per_position: bool = False, bat
     mm = _multimodal_input(run)
     if getattr(mm, "content_gate", None) is None:
         raise ValueError("this run has no content gate (train with model.prism.content_gate=true)")
-    run.model.eval()
-    inputs = run.data.split(split).inputs
-    last, full = [], []
-    for lo in range(0, len(inputs), batch_size):
-        seq = inputs[lo:lo + batch_size].to(run.device)
-        g = mm.content_gates(seq)  # (B, L)
-        last.append(g[:, -1].cpu())
-        if per_position:
-            full.append((g * (seq != 0)).cpu())
-    return ContentGates(user_ids=run.dataset.sequences.user_ids, last=torch.cat(last).numpy(),
-                        per_position=torch.cat(full).numpy() if per_position else None)
+    last, full, mask = _per_user(run, split, mm.content_gates, per_position, batch_size)
+    return ContentGates(user_ids=run.dataset.sequences.user_ids, last=last, per_position=full, padding_mask=mask)
 
 
 @torch.no_grad()

@@ -69,8 +69,7 @@ def _inspect(run, args: argparse.Namespace) -> int:
         if gates is not None:
             arrays |= {"user_ids": gates.user_ids, "gate": gates.last}
             if args.per_position:
-                arrays |= {"gate_per_position": gates.per_position,
-                           "padding_mask": run.data.split(args.split).inputs.numpy() != 0}
+                arrays |= {"gate_per_position": gates.per_position, "padding_mask": gates.padding_mask}
         np.savez_compressed(args.export_weights, **arrays)
     if args.export_experts:
         names, emb = expert_embeddings(run)

@@ -22,6 +22,18 @@ def pooled_context(x: torch.Tensor, padding_mask: torch.Tensor, scope: str) -> t
     return pooled.expand_as(x)
 
 
+def pooled_mlp(mlp: nn.Sequential, per_item: torch.Tensor, where: torch.Tensor, padding_mask: torch.Tensor,
+               scope: str) -> torch.Tensor:
+    """MLP(pool(x)) per position from per-distinct-item inputs ``per_item`` (U, F), ``where`` (B, L) the
+    row of each position. The first Linear commutes with the masked mean (W mean(x) + b = mean(W x) + b;
+    an empty prefix gives b in both), so it runs once per distinct item and the pooling runs over its
+    narrower output. -> (B, L, out)"""
+    first, rest = mlp[0], mlp[1:]
+    z = per_item @ first.weight.T  # (U, width), no bias
+    ctx = pooled_context(gather_rows(z, where), padding_mask, scope) + first.bias  # (B, L, width)
+    return rest(ctx)
+
+
 class AdaptiveFusion(nn.Module):
     """w = softmax(MLP([e_1, ..., e_E, e_id]) / T) per position (Eq. 10)."""
 
@@ -37,14 +49,10 @@ class AdaptiveFusion(nn.Module):
                 padding_mask: torch.Tensor) -> torch.Tensor:
         """Weights (B, L, E), summing to 1, from per-distinct-item inputs: experts (U, E, D), ID
         embeddings id_items (U, D), ``where`` (B, L) the row of each position, ``padding_mask`` (B, L).
-
-        Eq. 10 is MLP(pool([e_1, ..., e_E, e_id])) per position; the first Linear commutes with the
-        masked mean (W mean(x) + b = mean(W x) + b; an empty prefix gives b in both), so it runs once
-        per distinct item and the pooling runs over its narrower output."""
-        first, rest = self.mlp[0], self.mlp[1:]
-        z = torch.cat([experts.flatten(-2), id_items], dim=-1) @ first.weight.T  # (U, width), no bias
-        ctx = pooled_context(gather_rows(z, where), padding_mask, self.scope) + first.bias  # (B, L, width)
-        return torch.softmax(rest(ctx) / self.temperature, dim=-1)  # (B, L, E)
+        Eq. 10 is MLP(pool([e_1, ..., e_E, e_id])) per position (see :func:`pooled_mlp`)."""
+        logits = pooled_mlp(self.mlp, torch.cat([experts.flatten(-2), id_items], dim=-1), where, padding_mask,
+                            self.scope)
+        return torch.softmax(logits / self.temperature, dim=-1)  # (B, L, E)
 
 
 class ContentGate(nn.Module):
@@ -64,12 +72,9 @@ class ContentGate(nn.Module):
 
     def forward(self, item_part: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
                 padding_mask: torch.Tensor) -> torch.Tensor:
-        """Gate (B, L, 1) in (0, 1) from per-distinct-item parts (U, ...) and ID embeddings (U, D); the
-        first Linear runs once per distinct item and commutes with the pooling, as in AdaptiveFusion."""
-        first, rest = self.mlp[0], self.mlp[1:]
-        z = torch.cat([item_part.flatten(1), id_items], dim=-1) @ first.weight.T  # (U, width)
-        ctx = pooled_context(gather_rows(z, where), padding_mask, self.scope) + first.bias  # (B, L, width)
-        return torch.sigmoid(rest(ctx))  # (B, L, 1)
+        """Gate (B, L, 1) in (0, 1) from per-distinct-item parts (U, ...) and ID embeddings (U, D)."""
+        x = torch.cat([item_part.flatten(1), id_items], dim=-1)
+        return torch.sigmoid(pooled_mlp(self.mlp, x, where, padding_mask, self.scope))  # (B, L, 1)
 
 
 class UniformFusion(nn.Module):
