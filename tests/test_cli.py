@@ -144,6 +144,31 @@ def test_inspect_reports_the_content_gate(tmp_path, capsys):
     assert "no experts" in capsys.readouterr().err
 
 
+def test_inspect_tsne_writes_map_and_measures(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+    run = tmp_path / "p"
+    main(["train", "--quiet", "--output-dir", str(run), *sets(TINY + ["model.prism.enabled=true"])])
+    capsys.readouterr()
+    svg = tmp_path / "map.svg"
+    assert main(["inspect", "--run", str(run), "--json", "--tsne", str(svg), "--tsne-items", "30"]) == 0
+    m = json.loads(capsys.readouterr().out)["expert_map"]
+    assert m["items"] == 30 and m["experts"] == ["unique_image", "unique_text", "synergy", "redundancy"]
+    sim = m["similarity"]
+    assert all(abs(sim[e][e] - 1.0) < 1e-6 for e in range(4))
+    assert all(abs(sim[a][b] - sim[b][a]) < 1e-9 for a in range(4) for b in range(4))
+    assert 0.0 <= m["separability"] <= 1.0 and m["chance"] == 0.25
+    rows = (tmp_path / "map.csv").read_text().splitlines()
+    assert rows[0] == "item,expert,x,y" and len(rows) == 1 + 30 * 4
+    assert len({r.split(",")[0] for r in rows[1:]}) == 30  # 30 distinct sampled items, 4 experts each
+    root = ET.parse(svg).getroot()
+    points = [c for c in root.iter("{http://www.w3.org/2000/svg}circle") if c.get("r") != "5"]
+    assert len(points) == 30 * 4
+    width, height = float(root.get("width")), float(root.get("height"))
+    assert all(0 <= float(c.get("cx")) <= width and 0 <= float(c.get("cy")) <= height for c in points)
+    assert main(["inspect", "--run", str(run), "--tsne", str(svg), "--tsne-items", "30"]) == 0
+    assert "expert told from its embedding" in capsys.readouterr().out
+
+
 def test_inspect_refuses_plain_run(tmp_path, capsys):
     run = tmp_path / "plain"
     main(["train", "--quiet", "--output-dir", str(run), *sets(TINY)])

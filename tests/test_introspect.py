@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from prismrec import api
-from prismrec.introspect import expert_probes, linear_probe_accuracy
+from prismrec.introspect import expert_probes, expert_separability, expert_similarity, linear_probe_accuracy
+from prismrec.plotting import scatter_svg
 
 
 def test_probe_finds_linear_classes_and_not_xor():
@@ -51,3 +52,43 @@ def test_expert_probes_on_planted_world(tiny_cfg, tmp_path):
     raw = probes["input:concat"]
     assert min(raw["unique_image"], raw["unique_text"], raw["redundant"]) > 0.6
     assert raw["synergy"] < 0.3
+
+
+def test_expert_similarity_and_separability_on_constructed_embeddings():
+    rng = np.random.default_rng(0)
+    n, D = 300, 8
+    # four experts that each live on their own axis (plus a little noise): orthogonal, separable
+    axes = np.eye(D)[:4]
+    emb = 3.0 * axes[None] + rng.normal(0, 0.3, (n, 4, D))  # (n, E, D)
+    sim = expert_similarity(emb)
+    assert sim.shape == (4, 4) and np.allclose(np.diag(sim), 1.0) and np.allclose(sim, sim.T)
+    assert np.abs(sim[~np.eye(4, dtype=bool)]).max() < 0.1
+    assert expert_separability(emb) > 0.99
+    # four experts that output the same vector for an item: similarity 1, expert not identifiable
+    same = np.repeat(rng.normal(size=(n, 1, D)), 4, axis=1)
+    assert np.allclose(expert_similarity(same), 1.0)
+    assert expert_separability(same) < 0.35  # chance 0.25
+    # scale does not matter (cosine geometry), and a zero output counts as similarity 0
+    assert np.allclose(expert_similarity(emb * rng.uniform(0.1, 10, (n, 4, 1))), sim)
+    emb[:, 0] = 0.0
+    assert np.allclose(expert_similarity(emb)[0], 0.0)
+
+
+def test_scatter_svg_scales_points_into_the_canvas(tmp_path):
+    import xml.etree.ElementTree as ET
+    xy = np.array([[-5.0, 2.0], [5.0, 2.0], [0.0, 12.0], [0.0, -8.0]])
+    scatter_svg(tmp_path / "s.svg", xy, np.array([0, 1, 2, 1]), ["a", "b<c", "d"], title="t & u", size=200)
+    root = ET.parse(tmp_path / "s.svg").getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    points = [c for c in root.iter(f"{ns}circle") if c.get("r") != "5"]
+    assert len(points) == 4
+    assert sorted(c.get("class") for c in points) == ["g0", "g1", "g1", "g2"]  # one colour class per group
+    cx = sorted(float(c.get("cx")) for c in points)
+    cy = sorted(float(c.get("cy")) for c in points)
+    assert cx[0] == pytest.approx(20.0) and cy[0] >= 0 and cx[-1] <= 200 and cy[-1] <= float(root.get("height"))
+    # equal scale on both axes: the y range (20) spans the canvas, the x range (10) half of it
+    assert cy[-1] - cy[0] == pytest.approx(2 * (cx[-1] - cx[0]))
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert texts == ["t & u", "a", "b<c", "d"]  # escaped in the file, read back intact
+    with pytest.raises(ValueError, match="must be"):
+        scatter_svg(tmp_path / "bad.svg", np.zeros((3, 3)), np.zeros(3, dtype=int), ["a"])

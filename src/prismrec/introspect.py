@@ -180,3 +180,63 @@ def expert_probes(run: Run, item_labels: dict[str, np.ndarray], folds: int = 5) 
     for ref, x in refs.items():
         out[ref] = {lab: linear_probe_accuracy(x, np.asarray(v)[1:], folds) for lab, v in item_labels.items()}
     return out
+
+
+def expert_similarity(emb: np.ndarray) -> np.ndarray:
+    """Mean cosine similarity between every two experts' embeddings of the same item.
+    emb (n, E, D) -> (E, E), symmetric, 1 on the diagonal (0 where an expert outputs zero vectors).
+    Experts that decomposed their input into different parts sit well below 1 off the diagonal."""
+    z = _unit_rows(emb)
+    return np.einsum("ned,nfd->ef", z, z) / len(z)
+
+
+def expert_separability(emb: np.ndarray, folds: int = 5) -> float:
+    """How linearly an embedding's expert can be told from the embedding alone: k-fold accuracy of a
+    ridge classifier from the L2-normalised (n * E, D) embeddings to the expert index (chance 1 / E;
+    1.0 = every expert occupies its own region of the space, as a t-SNE picture of separate clusters
+    suggests, but measured in the embedding space itself rather than in a 2-D projection)."""
+    n, E, D = emb.shape
+    return linear_probe_accuracy(_unit_rows(emb).reshape(n * E, D), np.tile(np.arange(E), n), folds)
+
+
+def _unit_rows(emb: np.ndarray) -> np.ndarray:
+    emb = np.asarray(emb, dtype=np.float64)
+    norm = np.linalg.norm(emb, axis=-1, keepdims=True)
+    return np.divide(emb, norm, out=np.zeros_like(emb), where=norm > 0)
+
+
+@dataclass
+class ExpertMap:
+    """A 2-D t-SNE map of the experts' embeddings of a sample of items (the paper's expert picture),
+    with two measurable companions computed in the embedding space (not in the picture)."""
+    experts: list[str]
+    items: np.ndarray  # (n,) the sampled item ids
+    coords: np.ndarray  # (n, E, 2) t-SNE coordinates of each item's embedding by each expert
+    similarity: np.ndarray  # (E, E) expert_similarity over the sampled items
+    separability: float  # expert_separability over the sampled items (chance 1 / E)
+
+    def summary(self) -> dict:
+        return {"experts": self.experts, "items": int(len(self.items)),
+                "similarity": self.similarity.round(4).tolist(), "separability": self.separability,
+                "chance": 1.0 / len(self.experts)}
+
+
+def expert_map(run: Run, num_items: int = 1000, perplexity: float = 30.0, seed: int = 0) -> ExpertMap:
+    """t-SNE (scikit-learn) of the L2-normalised expert embeddings of ``num_items`` items drawn
+    uniformly without replacement (seeded; all items if there are fewer)."""
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError as exc:  # pragma: no cover - scikit-learn ships with the `features` extra
+        raise ValueError("the t-SNE map needs scikit-learn: pip install 'prismrec[features]'") from exc
+    if num_items < 2 or perplexity <= 0:
+        raise ValueError(f"need at least 2 items and a positive perplexity, got {num_items} and {perplexity}")
+    rng = np.random.default_rng(seed)
+    n_all = run.dataset.num_items
+    items = np.sort(rng.choice(np.arange(1, n_all + 1), size=min(num_items, n_all), replace=False))
+    names, emb = expert_embeddings(run, items)  # (n, E, D)
+    n, E, D = emb.shape
+    points = _unit_rows(emb).reshape(n * E, D)
+    tsne = TSNE(n_components=2, perplexity=min(perplexity, (n * E - 1) / 3.0), init="pca", random_state=seed)
+    coords = tsne.fit_transform(points).reshape(n, E, 2)
+    return ExpertMap(experts=names, items=items, coords=coords, similarity=expert_similarity(emb),
+                     separability=expert_separability(emb))
