@@ -167,6 +167,8 @@ def test_inspect_tsne_writes_map_and_measures(tmp_path, capsys):
     assert all(0 <= float(c.get("cx")) <= width and 0 <= float(c.get("cy")) <= height for c in points)
     assert main(["inspect", "--run", str(run), "--tsne", str(svg), "--tsne-items", "30"]) == 0
     assert "expert told from its embedding" in capsys.readouterr().out
+    assert main(["inspect", "--run", str(run), "--tsne", str(svg), "--tsne-items", "1"]) == 2
+    assert "at least 2 items" in capsys.readouterr().err
 
 
 def test_inspect_refuses_plain_run(tmp_path, capsys):
