@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Print the average fusion weight of each expert and its spread across users "
                                    "(weights at each user's most recent position), the per-user content gate "
                                    "where the run has one (model.prism.content_gate), and optionally export "
-                                   "per-user weights and per-item expert embeddings.")
+                                   "per-user weights and per-item expert embeddings, linear-probe the experts against item labels, "
+                                   "or draw the experts' t-SNE map.")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory trained with model.prism.enabled=true")
     p.add_argument("--split", choices=["valid", "test"], default="test", help="whose input sequences (default test)")
     p.add_argument("--export-weights", metavar="FILE.npz",
