@@ -55,7 +55,9 @@ class PRISMConfig:
     on a uniform sample of this many of the step's distinct real items, drawn fresh each step,
     instead of on all of them (0 = all; a step of 256 Beauty users holds ~900). The losses are means
     over items, so the sample gives an unbiased estimate of the same objective for a fraction of the
-    masked-view work; the masking statistics are still taken over all the step's items."""
+    masked-view work; the masking statistics are still taken over all the step's items. Measured on
+    Beauty, BCE, 3 seeds: 256 items cut PRISM's epoch from 2.5x to 1.9x SASRec's but lowered test
+    NDCG@10 by 5.6% against all items (docs/benchmarks.md)."""
     margin: float = 0.5
     """Triplet margin on cosine distance d = 1 - cos (Eqs. 5-6; distances lie in [0, 2])."""
     lambda_unique: float = 0.1
