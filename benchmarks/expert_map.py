@@ -13,8 +13,9 @@ the trained model and for **the same model at its initialisation** (``prismrec.a
 run's own config and seed, no training): if the untrained experts are already as separate, the
 picture says nothing about what training made the experts encode (for that, see the linear probes
 of ``planted_world.py``, which this script repeats for trained and initial experts on the
-embedded synthetic world: linear-probe accuracy of each planted item property). Writes benchmarks/results/<name>.json, prints a Markdown table, and with
-``--svg-dir`` the trained and initial pictures as <dir>/<name>_<run>{,_init}.svg.
+embedded synthetic world: linear-probe accuracy of each planted item property). Writes
+benchmarks/results/<name>.json, prints a Markdown table, and with ``--svg-dir`` the trained and
+initial pictures as <dir>/<name>_<run>{,_init}.svg.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def measure(run, items: int, perplexity: float, svg: Path | None, title: str) ->
     m = expert_map(run, num_items=items, perplexity=perplexity)
     E = len(m.experts)
     if svg is not None:
-        scatter_svg(svg, m.coords.reshape(-1, 2), np.tile(np.arange(E), len(m.items)), m.experts, title=title)
+        scatter_svg(svg, *m.points(), m.experts, title=title)
     off = m.similarity[~np.eye(E, dtype=bool)]
     return {**m.summary(), "mean_offdiag_similarity": float(off.mean()), "max_offdiag_similarity": float(off.max()),
             "svg": str(svg) if svg is not None else None}

@@ -215,6 +215,12 @@ class ExpertMap:
     similarity: np.ndarray  # (E, E) expert_similarity over the sampled items
     separability: float  # expert_separability over the sampled items (chance 1 / E)
 
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        """The map as flat points: coordinates (n * E, 2) and each point's expert index (n * E,),
+        item by item (row i * E + e is item ``items[i]`` by expert e)."""
+        n, E = self.coords.shape[:2]
+        return self.coords.reshape(n * E, 2), np.tile(np.arange(E), n)
+
     def summary(self) -> dict:
         return {"experts": self.experts, "items": int(len(self.items)),
                 "similarity": self.similarity.round(4).tolist(), "separability": self.separability,

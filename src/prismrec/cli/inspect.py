@@ -149,14 +149,13 @@ def _expert_map(run, args: argparse.Namespace) -> dict:
     m = expert_map(run, num_items=args.tsne_items, perplexity=args.tsne_perplexity)
     svg = Path(args.tsne)
     csv = svg.with_suffix(".csv")
-    n, E = m.coords.shape[:2]
-    scatter_svg(svg, m.coords.reshape(n * E, 2), np.tile(np.arange(E), n), m.experts,
-                title=f"t-SNE of expert embeddings, {n} items ({Path(args.run).name})")
+    xy, expert = m.points()
+    scatter_svg(svg, xy, expert, m.experts,
+                title=f"t-SNE of expert embeddings, {len(m.items)} items ({Path(args.run).name})")
+    items = np.repeat(m.items, len(m.experts))
     with open(csv, "w", encoding="utf-8") as fh:
         fh.write("item,expert,x,y\n")
-        for i, item in enumerate(m.items):
-            for e, name in enumerate(m.experts):
-                fh.write(f"{item},{name},{m.coords[i, e, 0]:.5f},{m.coords[i, e, 1]:.5f}\n")
+        fh.writelines(f"{i},{m.experts[e]},{x:.5f},{y:.5f}\n" for i, e, (x, y) in zip(items, expert, xy))
     return {**m.summary(), "svg": str(svg), "csv": str(csv)}
 
 
