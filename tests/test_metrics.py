@@ -69,3 +69,44 @@ def test_evaluate_batches_and_order_do_not_matter():
             if h != 0 and h != t:
                 s[h] = -math.inf
         assert a.ranks[u].item() == int((s >= ts).sum())
+
+
+def test_scores_are_not_modified():
+    scores = torch.tensor([[9.0, 0.1, 0.5, 0.5, 0.9, 0.2]])
+    before = scores.clone()
+    target_ranks(scores, torch.tensor([2]), torch.tensor([[4, 0]]))
+    assert torch.equal(scores, before)
+
+
+def test_nan_competitors_count_against_the_target():
+    nan = float("nan")
+    scores = torch.tensor([[0.0, nan, nan, 1.0, nan, nan]])
+    assert target_ranks(scores, torch.tensor([3])).tolist() == [5]
+    # ... unless they are excluded history items
+    assert target_ranks(scores, torch.tensor([3]), torch.tensor([[1, 2, 0]])).tolist() == [3]
+
+
+def test_minus_inf_target_ranks_behind_the_rankable_items_only():
+    inf = float("inf")
+    scores = torch.tensor([[0.0, 1.0, 2.0, -inf, 4.0, 5.0]])
+    # items 4 and 5 are history: the target ties with nothing excluded and is behind items 1, 2
+    assert target_ranks(scores, torch.tensor([3]), torch.tensor([[4, 5]])).tolist() == [3]
+    assert target_ranks(scores, torch.tensor([3])).tolist() == [5]
+
+
+def test_repeated_history_items_are_removed_once():
+    scores = torch.tensor([[0.0, 0.9, 0.8, 0.7, 0.1]])
+    history = torch.tensor([[1, 1, 2, 1, 0, 0]])
+    assert target_ranks(scores, torch.tensor([3]), history).tolist() == [1]
+
+
+def test_evaluate_leaves_a_cached_score_tensor_alone():
+    inputs = torch.tensor([[1, 2, 3], [2, 3, 4]])
+    split = SplitTensors(inputs=inputs, targets=torch.tensor([4, 5]), history=inputs.clone())
+    pop = torch.tensor([0.0, 6, 5, 4, 3, 2, 1])
+    cache = pop.repeat(2, 1)
+    first = evaluate(lambda s: cache, split, (5,)).ranks
+    assert torch.equal(cache, pop.repeat(2, 1))
+    assert torch.equal(evaluate(lambda s: cache, split, (5,)).ranks, first)
+    assert torch.equal(evaluate(lambda s: pop.expand(len(s), -1), split, (5,)).ranks, first)  # a view works too
+    assert first.tolist() == [1, 2]  # user 2: item 1 is above target 5 and not in its history
