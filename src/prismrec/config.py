@@ -54,6 +54,12 @@ class SyntheticConfig:
     on it directly (docs/benchmarks.md §4); 2 is a plain XOR. Smaller values keep the property purely
     synergistic (each modality alone still says nothing) but give synergy users broader preferences
     (1/K of the items). One of 2, 4, 8 (divisors of the 8 categories the preferences are drawn over)."""
+    oracle_modality: bool = False
+    """Diagnostic, not a realistic modality: add a third synthetic modality ``synergy_oracle``, a
+    noisy linear map of the synergy property itself, so content *shows* the synergy directly instead
+    of hiding it in an interaction between ``image`` and ``text``. It answers "if an expert did compute
+    the synergy, could the model use it?" (an upper bound for PRISM's synergy expert). Drawn after the
+    rest of the world, so items, users and the other two modalities are unchanged."""
     seed: int = 0
     """Seed of the generator: the same seed always gives the same world."""
 
@@ -273,7 +279,8 @@ AUTO_PATIENCE = {"ce": 20, "bce": 30}
 #: config.yaml without them is not a concern, so no "predates config key" warning names them
 NEUTRAL_ADDITIONS = frozenset({"data.synthetic.synergy_categories", "model.prism.lambda_transition",
                                "model.prism.transition_temperature", "model.stosa.content_streams",
-                               "model.prism.content_gate", "model.prism.loss_items"})
+                               "model.prism.content_gate", "model.prism.loss_items",
+                               "data.synthetic.oracle_modality"})
 
 #: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.time_limit_minutes", "train.device",

@@ -18,6 +18,10 @@ property        how it is generated                        visible in
 Every property has K = 8 categories except synergy, which has ``K_s = synergy_categories`` (8 by
 default; 2 makes it a plain XOR of one bit per modality).
 
+``oracle_modality`` (a diagnostic) adds a third modality, ``synergy_oracle``, that shows the
+synergy property directly (a noisy linear map of its one-hot code): what a synergy expert would
+provide if it computed the interaction perfectly.
+
 Each user has a planted *type* (one of the four kinds) and a preferred category of that
 kind's property; at each step the user follows the preference with probability
 ``follow_prob`` (picking among matching items by popularity), otherwise picks a popular
@@ -109,6 +113,10 @@ def make_synthetic_dataset(cfg: SyntheticConfig | None = None) -> RecDataset:
         "image": FeatureMatrix("image", image, present.copy(), encoder=ENCODER_NAME, synthetic=True),
         "text": FeatureMatrix("text", text, present.copy(), encoder=ENCODER_NAME, synthetic=True),
     }
+    if cfg.oracle_modality:  # drawn last: everything above is the same world as without it
+        oracle = modality([props["synergy"]])
+        features["synergy_oracle"] = FeatureMatrix("synergy_oracle", oracle, present.copy(),
+                                                   encoder=ENCODER_NAME + "-oracle", synthetic=True)
     pad = lambda a: np.concatenate([[-1], a])  # noqa: E731  align with 1-based item ids
     extras = {
         "synthetic": True,
