@@ -484,3 +484,43 @@ def test_loss_items_needs_representation_level_prism():
         PRISMConfig(enabled=True, loss_items=64, loss_on="prediction")
     with pytest.raises(ConfigError, match="loss_items"):
         PRISMConfig(enabled=True, loss_items=-1)
+
+
+def _left_pad(b: TrainBatch, k: int) -> TrainBatch:
+    pad = lambda x: torch.cat([torch.zeros(x.shape[0], k, dtype=x.dtype), x], dim=1)  # noqa: E731
+    return TrainBatch(pad(b.item_seq), pad(b.targets), pad(b.negatives))
+
+
+@pytest.mark.parametrize("masking", ["mean", "zero"])
+def test_prediction_level_losses_ignore_padding(masking):
+    """loss_on=prediction: more left padding (same histories) changes neither the recommendation loss
+    nor the interaction losses; the masking statistics come from real positions only."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden_dim=D, num_layers=1, num_heads=2, dropout=0.0,
+                      prism=PRISMConfig(enabled=True, expert_dropout=0.0, fusion_dropout=0.0,
+                                        loss_on="prediction", masking=masking))
+    model = build_model(cfg, N, L + 3, "ce", features()).train()
+    b = batch()
+    with torch.no_grad():
+        short, padded = model.training_loss(_left_pad(b, 0)).parts, model.training_loss(_left_pad(b, 3)).parts
+    assert {k for k in short if k.startswith("L_")} == {"L_unique_image", "L_unique_text", "L_synergy", "L_redundancy"}
+    for k in short:
+        torch.testing.assert_close(padded[k], short[k], rtol=1e-4, atol=1e-6)
+
+
+def test_prediction_level_losses_score_the_batch_targets():
+    model = make({"loss_on": "prediction"}).train()
+    b = batch()
+    seen = []
+    scores = model.candidate_scores
+
+    def spy(hidden, items):
+        seen.append(items)
+        return scores(hidden, items)
+
+    model.candidate_scores = spy
+    model.training_loss(b)
+    assert seen, "the prediction-level losses never scored candidates"
+    expected = torch.unique(b.targets[b.targets != 0])
+    for items in seen:
+        torch.testing.assert_close(items, expected)

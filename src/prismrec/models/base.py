@@ -140,8 +140,7 @@ class SequentialRecommender(nn.Module):
             reps = inputs.shape[0] // batch.item_seq.shape[0]
             return self.encode_inputs(inputs, batch.item_seq.repeat(reps, 1))
 
-        return AuxContext(item_seq=batch.item_seq, padding_mask=padding_mask,
-                          target_mask=batch.targets != PAD_ID, encode=encode,
+        return AuxContext(item_seq=batch.item_seq, padding_mask=padding_mask, targets=batch.targets, encode=encode,
                           predict_items=self.candidate_scores)
 
 

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..data.sequences import PAD_ID
 from .ops import gather_rows
 
 
@@ -21,12 +22,17 @@ class AuxContext:
 
     item_seq: torch.Tensor  # (B, L)
     padding_mask: torch.Tensor  # (B, L) True at real items
-    target_mask: torch.Tensor  # (B, L) True where a training target exists
+    targets: torch.Tensor  # (B, L) the next item at each position (PAD_ID where there is none)
     encode: Callable[[torch.Tensor], torch.Tensor]
     """Runs the backbone's sequence encoder on given input embeddings: (B', L, D) -> (B', L, D)
     (``item_seq``/``padding_mask`` are repeated to ``B'`` when ``B'`` is a multiple of ``B``)."""
     predict_items: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     """The backbone's prediction layer on candidate items: hidden (..., H), items (C,) -> scores (..., C)."""
+
+    @property
+    def target_mask(self) -> torch.Tensor:
+        """(B, L) True where a training target exists."""
+        return self.targets != PAD_ID
 
 
 class ItemInput(nn.Module):

@@ -171,7 +171,7 @@ class STOSA(SequentialRecommender):
         padding_mask = seq != PAD_ID
 
         def context(encode) -> AuxContext:
-            return AuxContext(item_seq=seq, padding_mask=padding_mask, target_mask=batch.targets != PAD_ID,
+            return AuxContext(item_seq=seq, padding_mask=padding_mask, targets=batch.targets,
                               encode=encode, predict_items=self.candidate_scores)
 
         def reps(x: torch.Tensor) -> int:

@@ -48,8 +48,13 @@ class PRISMConfig:
     """Where the interaction losses (Eqs. 5-8) compare the views: on expert outputs (cheap; each
     distinct item of the batch once, since an expert's output depends on the item alone), or on
     predictions through the shared sequence encoder and prediction layer, as the paper's equations say
-    (every position; one batched encoder call over all experts x views: about (1 + E(M+1))x the
-    encoder cost)."""
+    (every position, scored against the batch's target items; one batched encoder call over all
+    experts x views: about (1 + E(M+1))x the encoder cost). The default is where the authors'
+    released code computes them, which PAPER.md §5.3 lists as a departure from the paper: it is kept
+    as the default for its cost (``prediction`` ran 6-7x the seconds per epoch on the planted world)
+    and because ``prediction`` was not better everywhere it was compared (planted world: +5.0% over
+    ``representation`` with synergy mod 8, -0.6% n.s. with mod 4; docs/benchmarks.md §4). Set
+    ``prediction`` for the paper's Eqs. 5-8 as written."""
     loss_items: int = 0
     """Not in the paper. With ``loss_on=representation``: compute the interaction losses (Eqs. 5-8)
     on a uniform sample of this many of the step's distinct real items, drawn fresh each step,

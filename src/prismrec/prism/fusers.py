@@ -163,10 +163,12 @@ class PRISMFuser(Fuser):
         """Eqs. 2-4: y = Pred(SeqEnc(e_id, E_j(view))) for every expert j and view, in ONE encoder call.
 
         Predictions are scored against the batch's target items (in-batch candidates), which keeps
-        the comparison on the prediction layer without materialising scores over all items.
+        the comparison on the prediction layer without materialising scores over all items. The
+        masking statistics come from the real positions only (never from padding).
         """
         B, L, M, D = modal.shape
-        views = unimodal_views(modal.reshape(B * L, M, D), self.cfg.masking).reshape(M, B, L, M, D)
+        views = unimodal_views(modal.reshape(B * L, M, D), self.cfg.masking,
+                               real=ctx.padding_mask.reshape(B * L)).reshape(M, B, L, M, D)
         all_views = torch.cat([modal.unsqueeze(0), views])  # (V = M + 1, B, L, M, D)
         outs = self.expert_outputs(all_views)  # (V, B, L, E, D)
         V, E = outs.shape[0], outs.shape[3]
@@ -174,7 +176,7 @@ class PRISMFuser(Fuser):
         inputs = combine(id_emb.expand(E, V, B, L, D), per_expert).reshape(E * V * B, L, D)
         hidden = ctx.encode(inputs).reshape(E, V, B, L, -1)  # (E, V, B, L, H)
         h = hidden[:, :, ctx.target_mask]  # (E, V, P, H)
-        cand = torch.unique(ctx.item_seq[ctx.target_mask])  # candidate items (C,)
+        cand = torch.unique(ctx.targets[ctx.target_mask])  # candidate items: the batch's targets (C,)
         scores = ctx.predict_items(h, cand)  # (E, V, P, C)
         scores = scores.permute(1, 2, 0, 3)  # (V, P, E, C)
         return scores[0], scores[1:]

@@ -10,11 +10,12 @@ from __future__ import annotations
 import torch
 
 
-def replacement(modal: torch.Tensor, strategy: str) -> torch.Tensor:
-    """Replacement values for every modality. (P, M, D) -> (P, M, D)"""
+def replacement(modal: torch.Tensor, strategy: str, real: torch.Tensor | None = None) -> torch.Tensor:
+    """Replacement values for every modality. (P, M, D) -> (P, M, D). ``real`` (P,) bool: the rows
+    the statistics are taken over (e.g. not padding); None = all rows."""
     if strategy == "zero":
         return torch.zeros_like(modal)
-    stats = modal.detach()
+    stats = modal.detach() if real is None else modal.detach()[real]
     mean = stats.mean(dim=0, keepdim=True)  # (1, M, D)
     if strategy == "mean":
         return mean.expand_as(modal)
@@ -32,6 +33,7 @@ def keep_one_modality(modal: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
     return torch.where(keep, modal.unsqueeze(0), fill.unsqueeze(0))
 
 
-def unimodal_views(modal: torch.Tensor, strategy: str) -> torch.Tensor:
-    """All M unimodal views at once. (P, M, D) -> (M, P, M, D); view m keeps only modality m."""
-    return keep_one_modality(modal, replacement(modal, strategy))
+def unimodal_views(modal: torch.Tensor, strategy: str, real: torch.Tensor | None = None) -> torch.Tensor:
+    """All M unimodal views at once. (P, M, D) -> (M, P, M, D); view m keeps only modality m.
+    ``real`` (P,) bool: rows the masking statistics come from (padding must not count)."""
+    return keep_one_modality(modal, replacement(modal, strategy, real))
