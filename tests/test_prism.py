@@ -120,6 +120,7 @@ def test_pooled_context_never_includes_padding():
     {"content_gate": True}, {"method": "concat", "content_gate": True}, {"content_gate": True, "loss_on": "prediction"},
     {"content_gate": True, "fusion_scope": "sequence", "combine": "concat"},
     {"loss_items": 4}, {"loss_items": 4, "masking": "random", "lambda_transition": 0.1},
+    {"id_dropout": 0.5}, {"method": "concat", "id_dropout": 0.5}, {"id_dropout": 0.5, "synergy_contrast": True},
 ])
 def test_every_variant_builds_and_trains_a_step(prism):
     model = make(prism)
@@ -524,3 +525,25 @@ def test_prediction_level_losses_score_the_batch_targets():
     expected = torch.unique(b.targets[b.targets != 0])
     for items in seen:
         torch.testing.assert_close(items, expected)
+
+
+def test_id_dropout_hides_the_id_embedding_of_some_positions_in_training_only():
+    model = make({"id_dropout": 0.5})
+    ii = model.item_input
+    g = torch.Generator().manual_seed(3)
+    seq = torch.randint(1, N + 1, (64, L), generator=g)  # no padding
+    with torch.no_grad():
+        full = ii.eval()(seq)  # (B, L, D): ID + content everywhere
+        id_emb = ii.id_input(seq)
+        torch.manual_seed(0)
+        train = ii.train()(seq)
+    kept = torch.isclose(train, full, atol=1e-6).all(-1)
+    dropped = torch.isclose(train, full - id_emb, atol=1e-6).all(-1)
+    assert bool((kept ^ dropped).all())  # every position: ID in full, or no ID at all
+    assert 0.4 < dropped.float().mean().item() < 0.6
+    assert torch.allclose(ii.eval()(seq), full)  # evaluation never drops
+
+
+def test_id_dropout_must_be_a_probability():
+    with pytest.raises(Exception, match="id_dropout"):
+        PRISMConfig(enabled=True, id_dropout=1.0)

@@ -102,6 +102,14 @@ class PRISMConfig:
     explain can close it and keep a clean ID path. Applies to every method; the prediction layer's
     content (``output_content``) and the masked variants of ``loss_on=prediction`` are not gated.
     ``prismrec inspect`` reports the gate per user."""
+    id_dropout: float = 0.0
+    """Not in the paper (0 = off). During training, each input position's ID embedding is replaced by
+    zeros with this probability (no rescaling), so the content path alone has to carry what predicts
+    the next item for those positions: the recommendation loss then pushes the experts to compute
+    whatever the ID embeddings would otherwise hold, interactions between modalities included (the
+    idea of DropoutNet, Volkovs et al. 2017, for cold start). Evaluation and the prediction layer
+    always use the ID embeddings (so do the masked variants of ``loss_on=prediction``). Applies to every
+    method."""
     combine: Literal["add", "concat"] = "add"
     """How the fused multimodal embedding joins the ID embedding: sum, or Linear([id, mm])."""
     content_norm: bool = True
@@ -132,6 +140,8 @@ class PRISMConfig:
             raise ConfigError("model.prism dropouts must be in [0, 1)")
         if self.temperature <= 0:
             raise ConfigError("model.prism.temperature must be > 0")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError("model.prism.id_dropout must be in [0, 1)")
         if self.margin < 0:
             raise ConfigError("model.prism.margin must be >= 0")
         if self.loss_items < 0:

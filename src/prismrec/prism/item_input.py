@@ -56,7 +56,8 @@ class ContentNorm(nn.Module):
 class MultimodalItemInput(ItemInput):
     def __init__(self, id_input: ItemInput, modalities: ModalityEncoder, fuser: Fuser, combine: nn.Module,
                  output_content: bool = False, content_norm: nn.Module | None = None,
-                 query_fusion: QueryFusion | None = None, content_gate: ContentGate | None = None) -> None:
+                 query_fusion: QueryFusion | None = None, content_gate: ContentGate | None = None,
+                 id_dropout: float = 0.0) -> None:
         super().__init__()
         self.id_input, self.modalities, self.fuser, self.combine = id_input, modalities, fuser, combine
         self.content_norm = content_norm if content_norm is not None else nn.Identity()
@@ -66,6 +67,7 @@ class MultimodalItemInput(ItemInput):
             raise ValueError("per-user output fusion needs output_content and PRISM experts")
         self.query_fusion = query_fusion
         self.content_gate = content_gate  # None: content enters every user's inputs in full
+        self.id_dropout = id_dropout  # training only: probability that a position sees no ID embedding
         # the last training forward's per-item work, reused by auxiliary_losses on the same batch
         self._batch_items: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None
         self._step: _StepTable | None = None  # a step in micro-batches: its item-level work, done once
@@ -97,7 +99,11 @@ class MultimodalItemInput(ItemInput):
             content = self.content_gate(per_item, id_items, where, padding_mask) * content
         if self.training and torch.is_grad_enabled() and modal is not None:
             self._batch_items = (item_seq, (items, modal, per_item))
-        return self.combine(gather_rows(id_items, where), content)  # (B, L, D)
+        id_emb = gather_rows(id_items, where)  # (B, L, D)
+        if self.training and self.id_dropout > 0:  # these positions must be told apart by content alone
+            keep = torch.rand(item_seq.shape + (1,), device=id_emb.device) >= self.id_dropout  # (B, L, 1)
+            id_emb = id_emb * keep
+        return self.combine(id_emb, content)  # (B, L, D)
 
     # ------------------------------------------------------------------ a step in micro-batches
     def begin_batch(self, item_seq: torch.Tensor | None) -> None:
@@ -174,7 +180,7 @@ class MultimodalItemInput(ItemInput):
 
     def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
         return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content,
-                                   self.content_norm, self.query_fusion, self.content_gate)
+                                   self.content_norm, self.query_fusion, self.content_gate, self.id_dropout)
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -234,4 +240,5 @@ def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
     if cfg.content_gate:
         part_width = hidden_dim * (len(fuser.expert_names) if isinstance(fuser, PRISMFuser) else 1)
         gate = ContentGate(part_width, hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.fusion_scope)
-    return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content, norm, query, gate)
+    return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content, norm, query, gate,
+                               cfg.id_dropout)
