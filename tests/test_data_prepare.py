@@ -197,3 +197,76 @@ def test_prepared_beauty_matches_readme(shared_data, tmp_path):
     assert ds.item_raw_ids[0] == "B004756YJA" and ds.item_text[0] == "nail lacquer simmer and shimmer"
     assert ds.extras["item_attributes"][1] == ["OPI", "Makeup", "Nails", "Nail Polish"]
     assert ds.extras["item_attributes"].num_attributes == 637
+
+
+def test_raw_ids_are_fingerprinted_as_item_map_stores_them(tmp_path):
+    from prismrec.data import RecDataset, Sequences
+
+    seqs = Sequences.from_lists([[1, 2, 3], [3, 2, 1]])
+    ds = RecDataset(name="t", sequences=seqs, item_raw_ids=["A", " B\tx  y ", "C\n"])
+    out = write_prepared(tmp_path / "p", ds)
+    back = load_dataset(out)  # used to fail: "item_map.tsv does not match dataset.json ... edited by hand"
+    assert back.item_raw_ids == ["A", "B x y", "C"]
+    assert json.loads((out / "dataset.json").read_text())["item_map_fingerprint"] == back.item_map_fingerprint()
+    ds.item_raw_ids = ["A", "B ", "B"]
+    with pytest.raises(DataError, match=r"raw ids of items 2 and 3 \('B ', 'B'\) both become 'B' in item_map.tsv"):
+        write_prepared(tmp_path / "q", ds)
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("datamaps.json", {"id2user": {"1": "uA"}}, "datamaps.json: no 'id2item' object"),
+    ("datamaps.json", [1], "datamaps.json: expected the top level to be a JSON object, found an array"),
+    ("datamaps.json", {"id2item": ["X1", "X2", "X3", "X4"]}, "datamaps.json: expected 'id2item' to be a JSON object"),
+    ("datamaps.json", {"id2item": {"1": "X1", "2": ["X2"], "3": "X3", "4": "X4"}},
+     "datamaps.json: id2item entry 2 is ['X2'], expected a raw id (a string)"),
+    ("datamaps.json", {"id2item": {"1": "X1", "2": "X2", "3": "X3", "4": "X4"}, "id2user": "uA"},
+     "datamaps.json: expected 'id2user' to be a JSON object, found a string"),
+    ("Tiny_item2attributes.json", [[1, 2], [2]], "Tiny_item2attributes.json: expected the top level (item id -> "
+                                                 "attribute ids) to be a JSON object, found an array"),
+    ("derived/attribute_id2name.json", ["OPI", "Nails"], "attribute_id2name.json: expected the top level"),
+    ("derived/attribute_id2name.json", {"1": "OPI", "x": "Nails"}, "attribute_id2name.json: key 'x' is not an integer"),
+])
+def test_malformed_benchmark_json_names_the_file(bench, name, content, needle):
+    # these gave an AttributeError/TypeError, or blamed the sequence file ("exceeds the dataset's 0 items")
+    (bench / name).write_text(json.dumps(content))
+    with pytest.raises(DataError) as exc:
+        load_dataset(bench)
+    assert needle in str(exc.value)
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("format_version", "1", "dataset.json: format_version is '1', expected a positive integer"),
+    ("num_items", "x", "dataset.json: num_items is 'x', expected a non-negative integer"),
+    ("num_users", True, "dataset.json: num_users is True, expected a non-negative integer"),
+    ("item_map_fingerprint", 5, "dataset.json: item_map_fingerprint is 5, expected a string"),
+])
+def test_malformed_dataset_json_is_named(bench, tmp_path, field, value, needle):
+    out = prepare_from_folder(bench, tmp_path / "prep")
+    meta = json.loads((out / "dataset.json").read_text())
+    meta[field] = value
+    (out / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError) as exc:  # were a bare TypeError / ValueError
+        load_dataset(out)
+    assert needle in str(exc.value)
+
+
+@pytest.mark.parametrize("rows,needle", [
+    ("1\tX1\n3\tX3\n2\tX2\n4\tX4\n", "item_map.tsv:3: expected item_id 2, found 3"),
+    ("1\tX1\n2\tX2\n3\tX3\n", "item_map.tsv: 3 rows, expected 4"),
+    ("1\tX1\n2\tX2\n3\tX3\n4\tX4\n5\tX5\n", "item_map.tsv:6: expected 4 rows (item_id 1..4), found an extra row"),
+    ("1\tX1\n2\tX2\n3\tX3\n4_0\tX4\n", "item_map.tsv:5: item_id '4_0' is not an integer"),
+])
+def test_item_map_rows_out_of_order_name_the_line(bench, tmp_path, rows, needle):
+    out = prepare_from_folder(bench, tmp_path / "prep")
+    (out / "item_map.tsv").write_text("item_id\traw_id\n" + rows)
+    with pytest.raises(DataError) as exc:
+        load_dataset(out)
+    assert needle in str(exc.value)
+
+
+def test_benchmark_item_meta_out_of_order_names_the_line(bench):
+    tsv = bench / "derived" / "item_meta.tsv"
+    tsv.write_text(tsv.read_text().replace("2\tX2\t", "5\tX2\t"))
+    with pytest.raises(DataError, match=r"item_meta\.tsv:3: expected item_id 2, found 5"):
+        load_dataset(bench)

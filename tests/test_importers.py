@@ -215,6 +215,23 @@ def test_recbole_malformed(tmp_path):
         import_recbole(p, config=NO_CORE, progress=False)
 
 
+@pytest.mark.parametrize("old,new,reason", [
+    ("u2\tb\t4\t3", "u2\tb\t4\tnan", "bad.inter:3: field 'timestamp' is 'nan', expected a finite number"),
+    ("u1\tb\t3\t5", "u1\tb\t3\t-inf", "bad.inter:4: field 'timestamp' is '-inf', expected a finite number"),
+    ("u1\tb\t3\t5", "u1\tb\tinf\t5", "bad.inter:4: field 'rating' is 'inf', expected a finite number"),
+])
+def test_recbole_non_finite_numbers_are_malformed(tmp_path, old, new, reason):
+    # polars parses "nan" and "inf": a NaN timestamp silently moved its item to the end of the sequence
+    p = tmp_path / "bad.inter"
+    p.write_text(INTER.replace(old, new))
+    with pytest.raises(DataError) as err:
+        import_recbole(p, config=NO_CORE, progress=False)
+    assert reason in str(err.value)
+    ds = import_recbole(p, config=NO_CORE, on_error="skip", progress=False)
+    assert ds.extras["import_report"]["skipped_lines"] == {str(p): 1}
+    assert ds.sequences.num_interactions == 4
+
+
 def test_recbole_export_import_small(tmp_path):
     (tmp_path / "x.inter").write_text(INTER)
     (tmp_path / "x.item").write_text(ITEM)
@@ -238,3 +255,53 @@ def test_beauty_recbole_round_trip(shared_data, tmp_path):
     assert back.item_raw_ids == ds.item_raw_ids
     assert back.extras["user_raw_ids"] == ds.extras["user_raw_ids"]
     assert back.item_text == ds.item_text
+
+
+def test_unit_separator_inside_a_line_is_kept(tmp_path):
+    path = tmp_path / "sep.txt"
+    path.write_bytes(b"first\nsecond\x1fTAIL\nthird\n")
+    assert [f["line"].to_list() for f in iter_line_chunks(path, progress=False)] == [["first", "second\x1fTAIL", "third"]]
+    frames = list(iter_line_chunks(path, chunk_bytes=4, progress=False))  # the \x1f line opens a chunk
+    assert pl.concat(frames)["line"].to_list() == ["first", "second\x1fTAIL", "third"]
+    # in JSON a raw \x1f is an invalid control character: one malformed line, even as a chunk's first line
+    reviews = tmp_path / "r.json"
+    reviews.write_text("\n".join(['{"reviewerID": "u9", "asin": "x\x1fy", "unixReviewTime": 1}'] + REVIEWS) + "\n")
+    with pytest.raises(DataError, match=r"r\.json:1: not valid JSON \(Invalid control character"):
+        import_amazon2014(reviews, config=NO_CORE, progress=False)
+    ds = import_amazon2014(reviews, config=NO_CORE, on_error="skip", progress=False)
+    assert ds.extras["import_report"]["skipped_lines"] == {str(reviews): 1}
+    assert ds.sequences.num_interactions == 6
+
+
+WRONG_TYPES = [  # fields of one more review by uA, and the reason it is malformed
+    ('"asin": ["i1"], "unixReviewTime": 7', "field 'asin' is a list, expected a single value"),
+    ('"asin": {"id": "i1"}, "unixReviewTime": 7', "field 'asin' is a dict, expected a single value"),
+    ('"asin": "", "unixReviewTime": 7', "field 'asin' is empty"),
+    ('"asin": "i2", "unixReviewTime": true', "field 'unixReviewTime' is True, expected a number"),
+    ('"asin": "i2", "unixReviewTime": "7"', "field 'unixReviewTime' is '7', expected a number"),
+    ('"asin": "i2", "unixReviewTime": 1e400', "field 'unixReviewTime' is inf, expected a finite number"),
+    ('"asin": "i2", "unixReviewTime": 7, "overall": "five"', "field 'overall' is 'five', expected a number"),
+    ('"asin": "i2", "unixReviewTime": 7, "overall": false', "field 'overall' is False, expected a number"),
+]
+
+
+@pytest.mark.parametrize("decode", ["alone", "beside_a_string_time", "halving"])
+@pytest.mark.parametrize("fields,reason", WRONG_TYPES)
+def test_wrongly_typed_json_values_are_malformed(tmp_path, monkeypatch, fields, reason, decode):
+    # polars decodes some of these (true -> 1.0, "" -> an item) and rejects the whole chunk
+    # for others; either way, in any company, the line is malformed and counted
+    lines = REVIEWS + ['{"reviewerID": "uA", ' + fields + '}']
+    if decode != "alone":  # a line polars rejects: the chunk is read value by value
+        lines.append(json.dumps({"reviewerID": "uB", "asin": "i1", "unixReviewTime": "noon"}))
+    if decode == "halving":  # and when that fails too, the chunk is halved down to the bad lines
+        monkeypatch.setattr("prismrec.data.importers.lines._decode_per_value", lambda *a: None)
+    path = tmp_path / "r.json"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as err:
+        import_amazon2014(path, config=NO_CORE, progress=False)
+    assert f"r.json:7: {reason}" in str(err.value)
+    ds = import_amazon2014(path, config=PipelineConfig(k_core=0, min_rating=4), on_error="skip", progress=False)
+    rep = ds.extras["import_report"]
+    assert rep["skipped_lines"] == {str(path): len(lines) - 6}
+    assert rep["interactions_read"] == rep["interactions"] == 6
+    assert sorted(ds.item_raw_ids) == ["i1", "i2", "i3", "i4"]

@@ -78,3 +78,20 @@ def test_from_lists_rejects_out_of_range():
     with pytest.raises(DataError):
         Sequences.from_lists([[1, 2, 9]], num_items=5)
     assert Sequences.from_lists([np.array([3, 1, 2])]).num_items == 3
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("1 2 3 4\n2 5 99999999999999999999 6\n", "seqs.txt:2: id 99999999999999999999 is out of range"),
+    ("1 2 3 4\n2 5 1_0 6\n", "seqs.txt:2: expected integer ids separated by spaces, found '1_0'"),
+    ("1 2 3 \u0663\n", "seqs.txt:1: expected integer ids separated by spaces, found '\u0663'"),
+    ("1 +2 3 4\n", "seqs.txt:1: expected integer ids separated by spaces, found '+2'"),
+    ("1 2\u00a03 4\n", "seqs.txt:1: expected integer ids separated by spaces, found '\\xa0'"),
+])
+def test_ids_are_ascii_integers_within_int64(tmp_path, text, needle):
+    # int() (which numpy uses) reads 1_0 as 10 and Arabic-Indic digits as digits; ids above
+    # int64 used to escape as a bare StopIteration
+    p = tmp_path / "seqs.txt"
+    p.write_bytes(text.encode("utf-8"))
+    with pytest.raises(DataError) as exc:
+        read_sequence_file(p)
+    assert needle in str(exc.value)

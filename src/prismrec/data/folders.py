@@ -15,8 +15,8 @@ from pathlib import Path
 
 from .attributes import ItemAttributes
 from .dataset import RecDataset
-from .prepared import int_column, is_prepared, read_json, read_prepared, read_tsv_strings
-from .sequences import DataError, read_sequence_file
+from .prepared import check_ids, int_column, is_prepared, read_json, read_prepared, read_tsv_strings
+from .sequences import INT_TOKEN, DataError, read_sequence_file
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,26 @@ def load_folder(folder: Path, *, min_seq_len: int = 3, modalities: tuple[str, ..
     return load_benchmark_folder(folder, min_seq_len=min_seq_len)
 
 
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
+
+
+def _json_object(value, path: Path, what: str) -> dict:
+    """``value`` if it is a JSON object, else a DataError naming the file and what was expected."""
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected {what} to be a JSON object, found {_JSON_KINDS.get(type(value), 'other')}")
+    return value
+
+
 def _id_list(mapping: dict, n: int, path: Path, what: str) -> list[str]:
     try:
-        return [str(mapping[str(i)]) for i in range(1, n + 1)]
+        ids = [mapping[str(i)] for i in range(1, n + 1)]
     except KeyError as exc:
         raise DataError(f"{path}: {what} ids are not contiguous 1..{n} (no entry for {exc.args[0]})") from None
+    bad = next((i for i, r in enumerate(ids, start=1) if isinstance(r, bool) or not isinstance(r, (str, int))), None)
+    if bad is not None:
+        raise DataError(f"{path}: id2{what} entry {bad} is {ids[bad - 1]!r}, expected a raw id (a string)")
+    return [str(r) for r in ids]
 
 
 def load_benchmark_folder(folder: Path, *, min_seq_len: int = 3) -> RecDataset:
@@ -59,15 +74,17 @@ def load_benchmark_folder(folder: Path, *, min_seq_len: int = 3) -> RecDataset:
     maps = None
     datamaps = folder / "datamaps.json"
     if datamaps.is_file():
-        maps = read_json(datamaps)
-        id2item = maps.get("id2item", {})
+        maps = _json_object(read_json(datamaps), datamaps, "the top level")
+        if "id2item" not in maps:
+            raise DataError(f"{datamaps}: no 'id2item' object (item id -> raw item id)")
+        id2item = _json_object(maps["id2item"], datamaps, "'id2item'")
         num_items = len(id2item)
         raw_ids = _id_list(id2item, num_items, datamaps, "item")
     seqs, _ = read_sequence_file(seq_file, min_len=min_seq_len, num_items=num_items)
     if num_items is None:
         num_items = seqs.num_items
     if maps is not None and "id2user" in maps:
-        id2user = maps["id2user"]
+        id2user = _json_object(maps["id2user"], datamaps, "'id2user'")
         missing = [int(u) for u in seqs.user_ids[:] if str(int(u)) not in id2user]
         if missing:
             raise DataError(f"{datamaps}: no raw id for user {missing[0]} of {seq_file.name}")
@@ -89,9 +106,7 @@ def _read_item_meta_tsv(folder: Path, num_items: int):
     df = read_tsv_strings(path)
     if df.columns[0] != "item_id":
         raise DataError(f"{path}: first column must be item_id, found {df.columns[0]!r}")
-    ids = int_column(df, "item_id")
-    if ids != list(range(1, num_items + 1)):
-        raise DataError(f"{path}: expected one row per item id 1..{num_items} in order")
+    check_ids(path, "item_id", int_column(df, "item_id"), num_items)
     return df
 
 
@@ -122,7 +137,7 @@ def _benchmark_item_attributes(folder: Path, maps: dict | None, num_items: int) 
     if not cands:
         return None
     path = cands[0]
-    item2attr = read_json(path)
+    item2attr = _json_object(read_json(path), path, "the top level (item id -> attribute ids)")
     per_item_ids: list[list[int]] = []
     for i in range(1, num_items + 1):
         ids = item2attr.get(str(i), [])
@@ -134,7 +149,11 @@ def _benchmark_item_attributes(folder: Path, maps: dict | None, num_items: int) 
     names: dict[int, str] | None = None
     id2name = folder / "derived" / "attribute_id2name.json"
     if id2name.is_file():
-        names = {int(k): str(v) for k, v in read_json(id2name).items()}
+        id2names = _json_object(read_json(id2name), id2name, "the top level (attribute id -> name)")
+        bad = next((k for k in id2names if not INT_TOKEN.fullmatch(k)), None)
+        if bad is not None:
+            raise DataError(f"{id2name}: key {bad!r} is not an integer attribute id")
+        names = {int(k): str(v) for k, v in id2names.items()}
     else:
         df = _read_item_meta_tsv(folder, num_items)
         col = None if df is None else next((c for c in df.columns[2:] if ("attribute" in c or "categor" in c)

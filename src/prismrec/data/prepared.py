@@ -29,7 +29,7 @@ import numpy as np
 
 from .attributes import ItemAttributes
 from .dataset import FeatureMatrix, RecDataset, item_map_fingerprint
-from .sequences import DataError, read_sequence_file
+from .sequences import INT_TOKEN, DataError, read_sequence_file
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,14 @@ def write_prepared(out: str | Path, ds: RecDataset, *, overwrite: bool = False,
         raise DataError(f"dataset {ds.name!r} has no raw item ids; a prepared folder needs the item id map")
     if len(ds.item_raw_ids) != ds.num_items:
         raise DataError(f"dataset {ds.name!r}: {len(ds.item_raw_ids)} raw item ids for {ds.num_items} items")
+    raw_ids = [clean_field(r) for r in ds.item_raw_ids]  # as item_map.tsv stores them
+    first: dict[str, int] = {}
+    for i, r in enumerate(raw_ids, start=1):
+        j = first.setdefault(r, i)
+        if ds.item_raw_ids[j - 1] != ds.item_raw_ids[i - 1]:  # distinct ids that cleaning made equal
+            raise DataError(f"dataset {ds.name!r}: raw ids of items {j} and {i} ({ds.item_raw_ids[j - 1]!r}, "
+                            f"{ds.item_raw_ids[i - 1]!r}) both become {r!r} in item_map.tsv (tabs and newlines "
+                            f"become spaces, whitespace is trimmed and collapsed); raw item ids must stay distinct")
     if out.exists() and any(out.iterdir()):
         if not is_prepared(out):
             raise DataError(f"{out} exists, is not empty and is not a prepared dataset; choose another --out")
@@ -98,7 +106,7 @@ def write_prepared(out: str | Path, ds: RecDataset, *, overwrite: bool = False,
             raise DataError(f"{out} already holds a prepared dataset; pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     seqs = ds.sequences
-    fingerprint = ds.item_map_fingerprint()
+    fingerprint = item_map_fingerprint(ds.num_items, raw_ids)  # of what is written, which load_dataset checks
 
     # sequences.txt: one line per user; numpy builds the lines without per-item Python work
     lines = []
@@ -107,7 +115,7 @@ def write_prepared(out: str | Path, ds: RecDataset, *, overwrite: bool = False,
     _atomic_write_text(out / "sequences.txt", "\n".join(lines) + "\n")
 
     _atomic_write_text(out / "item_map.tsv", "item_id\traw_id\n" + "".join(
-        f"{i}\t{clean_field(r)}\n" for i, r in enumerate(ds.item_raw_ids, start=1)))
+        f"{i}\t{r}\n" for i, r in enumerate(raw_ids, start=1)))
     user_raw = ds.extras.get("user_raw_ids")
     if user_raw is not None and len(user_raw) != seqs.num_users:
         raise DataError(f"dataset {ds.name!r}: {len(user_raw)} raw user ids for {seqs.num_users} users")
@@ -124,7 +132,7 @@ def write_prepared(out: str | Path, ds: RecDataset, *, overwrite: bool = False,
             text = clean_field(ds.item_text[i - 1]) if ds.item_text is not None else ""
             att = ATTRIBUTE_SEP.join(clean_attribute(a) for a in attrs[i]) if attrs is not None else ""
             img = clean_field(images[i - 1]) if images is not None else ""
-            rows.append(f"{i}\t{clean_field(ds.item_raw_ids[i - 1])}\t{text}\t{att}\t{img}")
+            rows.append(f"{i}\t{raw_ids[i - 1]}\t{text}\t{att}\t{img}")
         _atomic_write_text(out / "item_meta.tsv", "\n".join(rows) + "\n")
     elif (out / "item_meta.tsv").exists():
         (out / "item_meta.tsv").unlink()
@@ -218,10 +226,19 @@ def read_json(path: Path):
 def read_dataset_json(folder: str | Path) -> dict:
     path = Path(folder) / DATASET_JSON
     meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(meta).__name__}")
     need = ("format_version", "num_users", "num_items", "num_interactions", "item_map_fingerprint")
     lacking = [k for k in need if k not in meta]
     if lacking:
         raise DataError(f"{path}: missing field(s) {lacking}")
+    for k in need[:4]:
+        v = meta[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k == "format_version" else 0):
+            kind = "a positive" if k == "format_version" else "a non-negative"
+            raise DataError(f"{path}: {k} is {v!r}, expected {kind} integer")
+    if not isinstance(meta["item_map_fingerprint"], str):
+        raise DataError(f"{path}: item_map_fingerprint is {meta['item_map_fingerprint']!r}, expected a string")
     if meta["format_version"] > FORMAT_VERSION:
         raise DataError(f"{path}: format_version {meta['format_version']} is newer than this prismrec "
                         f"understands ({FORMAT_VERSION}); upgrade prismrec")
@@ -269,11 +286,24 @@ def int_column(table: TsvTable, column: str) -> list[int]:
     """A column of integer ids; a non-integer names its file and line."""
     out = []
     for lineno, value in enumerate(table[column], start=2):
-        try:
-            out.append(int(value))
-        except ValueError:
-            raise DataError(f"{table.path}:{lineno}: {column} {value!r} is not an integer") from None
+        if not INT_TOKEN.fullmatch(value):
+            raise DataError(f"{table.path}:{lineno}: {column} {value!r} is not an integer")
+        out.append(int(value))
     return out
+
+
+def check_ids(path: Path, column: str, ids: list[int], expected: int) -> None:
+    """``ids`` must be ``1..expected``, one per row in order; else name the first row that is off."""
+    if ids == list(range(1, expected + 1)):
+        return
+    for row, (want, got) in enumerate(zip(range(1, expected + 1), ids)):
+        if want != got:
+            raise DataError(f"{path}:{row + 2}: expected {column} {want}, found {got} ({column}s run 1..{expected}, "
+                            f"one row each, in order)")
+    if len(ids) < expected:
+        raise DataError(f"{path}: {len(ids)} rows, expected {expected} ({column} 1..{expected}); rows are missing")
+    raise DataError(f"{path}:{expected + 2}: expected {expected} rows ({column} 1..{expected}), found an extra "
+                    f"row with {column} {ids[expected]}")
 
 
 def _read_tsv(path: Path, columns: tuple[str, ...]) -> TsvTable:
@@ -284,9 +314,10 @@ def _read_tsv(path: Path, columns: tuple[str, ...]) -> TsvTable:
 
 
 def _read_id_column(path: Path, df: TsvTable, expected: int | None) -> None:
-    ids = int_column(df, "item_id" if "item_id" in df.columns else "user_id")
-    if expected is not None and ids != list(range(1, expected + 1)):
-        raise DataError(f"{path}: expected ids 1..{expected} in order, one per row; found {len(ids)} rows")
+    column = "item_id" if "item_id" in df.columns else "user_id"
+    ids = int_column(df, column)
+    if expected is not None:
+        check_ids(path, column, ids, expected)
 
 
 def available_features(folder: str | Path) -> list[str]:

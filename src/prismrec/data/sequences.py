@@ -7,12 +7,15 @@ file, line number and what was expected; nothing is dropped silently.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 PAD_ID = 0
+# an integer as data files write it; int() also takes "1_0", "+1" and non-ASCII digits
+INT_TOKEN = re.compile(r"-?[0-9]+")
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +115,11 @@ def read_sequence_file(path: str | Path, min_len: int = 3, num_items: int | None
                 report.blank_lines.append(lineno)
                 continue
             try:
+                if not line.isascii() or "_" in line or "+" in line:
+                    raise ValueError  # numpy parses with int(), which accepts these
                 ids = np.array(tokens, dtype=np.int64)
             except (ValueError, OverflowError):
-                bad = next(t for t in tokens if not _is_int(t))
-                raise DataError(f"{path}:{lineno}: expected integer ids separated by spaces, "
-                                f"found {bad!r}") from None
+                raise DataError(f"{path}:{lineno}: {_token_problem(line, tokens)}") from None
             if ids.min() < 1:
                 pos = int(np.argmin(ids))
                 what = "user id" if pos == 0 else "item id"
@@ -145,12 +148,15 @@ def read_sequence_file(path: str | Path, min_len: int = 3, num_items: int | None
     return seqs, report
 
 
-def _is_int(token: str) -> bool:
-    try:
-        int(token)
-        return True
-    except ValueError:
-        return False
+def _token_problem(line: str, tokens: list[str]) -> str:
+    """Why a line's tokens are not int64 ids (only computed for the line that gets reported)."""
+    for t in tokens:
+        if not INT_TOKEN.fullmatch(t):
+            return f"expected integer ids separated by spaces, found {t!r}"
+        if not -2 ** 63 <= int(t) < 2 ** 63:
+            return f"id {t} is out of range (ids are 1..2**63-1)"
+    odd = [c for c in line if not c.isascii()][:1]  # what is left: non-ASCII whitespace between ids
+    return f"expected integer ids separated by spaces, found {odd[0]!r}" if odd else "expected integer ids"
 
 
 def write_sequence_file(seqs: Sequences, path: str | Path) -> None:

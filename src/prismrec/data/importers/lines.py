@@ -22,7 +22,7 @@ from ..sequences import DataError
 
 OnError = Literal["error", "skip"]
 CHUNK_BYTES = 32 << 20
-_SEP = "\x1f"  # unit separator: never valid unescaped inside JSON, so a line is one field
+_SEP = "\x1f"  # unit separator: never valid unescaped inside JSON; chunks holding it are split exactly
 
 
 @dataclass
@@ -72,9 +72,14 @@ def _open_binary(path: Path):
 def _lines_frame(piece: bytes, first_line: int) -> pl.DataFrame:
     """One chunk (no trailing newline) -> frame(lineno: Int64, line: String)."""
     expected = piece.count(b"\n") + 1
-    df = pl.read_csv(io.BytesIO(piece), has_header=False, separator=_SEP, quote_char=None,
-                     schema={"line": pl.String}, encoding="utf8-lossy", truncate_ragged_lines=True)
-    if df.height != expected:  # polars and we disagree on line breaks: fall back to exact splitting
+    df = None
+    if _SEP.encode() not in piece:  # else polars would cut those lines at the separator
+        try:
+            df = pl.read_csv(io.BytesIO(piece), has_header=False, separator=_SEP, quote_char=None,
+                             schema={"line": pl.String}, encoding="utf8-lossy", truncate_ragged_lines=True)
+        except pl.exceptions.PolarsError:
+            pass
+    if df is None or df.height != expected:  # polars and we disagree on line breaks: split exactly
         df = pl.DataFrame({"line": piece.decode("utf-8", errors="replace").split("\n")}, schema={"line": pl.String})
     return df.with_columns(pl.col("line").fill_null("").str.strip_chars_end("\r"),
                            pl.int_range(first_line, first_line + df.height, dtype=pl.Int64).alias("lineno"))
@@ -124,52 +129,146 @@ def drop_blank(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     return (frame.filter(~blank) if n else frame), n
 
 
-def _json_reason(line: str, required: dict[str, pl.DataType]) -> str:
+def _numeric(dtype: pl.DataType) -> bool:
+    return dtype in (pl.Int64, pl.Float64)
+
+
+def _json_reason(line: str, fields: dict[str, pl.DataType], required: tuple[str, ...]) -> str:
     """Why one line failed (only computed for the few lines that get reported)."""
     import json
+    import math
 
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         return f"not valid JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        return "not valid JSON (nested too deeply)"
     if not isinstance(obj, dict):
         return f"expected a JSON object, found {type(obj).__name__}"
     for name in required:
         if obj.get(name) is None:
             return f"missing field {name!r}"
-    for name, dtype in required.items():
-        value = obj[name]
-        numeric = dtype in (pl.Int64, pl.Float64)
-        if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            return f"field {name!r} is {value!r}, expected a number"
-        if not numeric and isinstance(value, (dict, list)):
+    for name, dtype in fields.items():
+        value = obj.get(name)
+        if value is None:  # optional and absent
+            continue
+        if _numeric(dtype):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"field {name!r} is {value!r}, expected a number"
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"field {name!r} is {value!r}, expected a finite number"
+        elif isinstance(value, (dict, list)):
             return f"field {name!r} is a {type(value).__name__}, expected a single value"
-    return "a required field has an unusable value"
+        elif value == "" and name in required:
+            return f"field {name!r} is empty"
+    return "not readable as JSON with the expected fields"
+
+
+def _decode(frame: pl.DataFrame, fields: dict[str, pl.DataType], required: tuple[str, ...],
+            split: bool = False) -> pl.DataFrame:
+    """``lineno``, ``fields`` and ``_bad`` (not a JSON object, or a field of the wrong JSON type)
+    for every line of ``frame``, in order.
+
+    One ``json_decode`` when every line is well typed. polars rejects the whole chunk for
+    one badly typed line; then :func:`_decode_per_value` reads it with nulls for the bad
+    values, and if even that fails the frame is halved until the rejected lines are single.
+    """
+    try:
+        out = frame.select("lineno", pl.col("line").str.json_decode(pl.Struct(fields)).alias("_s")).unnest("_s")
+        return out.with_columns(_bool_numbers(frame, out, fields).alias("_bad"))
+    except pl.exceptions.PolarsError:
+        out = None if split else _decode_per_value(frame, fields, required)
+    if out is not None:
+        return out
+    if frame.height <= 1:
+        return frame.select("lineno", *[pl.lit(None, dtype=d).alias(n) for n, d in fields.items()],
+                            pl.lit(True).alias("_bad"))
+    mid = frame.height // 2
+    return pl.concat([_decode(frame.slice(0, mid), fields, required, split=True),
+                      _decode(frame.slice(mid), fields, required, split=True)])
+
+
+def _bool_numbers(frame: pl.DataFrame, out: pl.DataFrame, fields: dict[str, pl.DataType]) -> pl.Series:
+    """Rows where a numeric field holds ``true``/``false``, which ``json_decode`` turns into 1/0."""
+    numeric = [n for n, d in fields.items() if _numeric(d)]
+    flags = pl.repeat(False, out.height, eager=True).alias("_bad")
+    if not numeric:
+        return flags
+    cand = out.select(pl.any_horizontal((pl.col(numeric) == 0) | (pl.col(numeric) == 1)).fill_null(False))
+    idx = cand.to_series().arg_true()
+    if len(idx):  # only the 0/1 values are read again, as text
+        text = frame["line"].gather(idx).str.json_decode(pl.Struct({n: pl.String for n in numeric})).struct.unnest()
+        is_bool = text.select(pl.any_horizontal(pl.col(numeric).is_in(["true", "false"])).fill_null(False))
+        flags = flags.scatter(idx.filter(is_bool.to_series()), True)
+    return flags
+
+
+def _decode_per_value(frame: pl.DataFrame, fields: dict[str, pl.DataType],
+                      required: tuple[str, ...]) -> pl.DataFrame | None:
+    """Like the one-``json_decode`` path of :func:`_decode`, for a chunk with badly typed lines.
+
+    ``read_ndjson(ignore_errors=True)`` turns a value of the wrong type into null, so a
+    field that is present as text but null when typed is a wrong type. None if polars'
+    readers disagree on some line (the caller then locates it by halving).
+    """
+    key = f"$.{required[0]}" if required else "$"
+    ok = frame["line"].str.json_path_match(key).is_not_null()  # else not a JSON object with the field: bad
+    rows = frame.filter(ok)
+
+    def read(lines: pl.Series, schema: dict) -> pl.DataFrame:
+        buf = io.BytesIO("\n".join(lines.to_list()).encode())
+        df = pl.read_ndjson(buf, schema=schema, ignore_errors=True)
+        if df.height != len(lines):
+            raise pl.exceptions.ComputeError("line count changed")
+        return df
+
+    try:
+        typed = read(rows["line"], fields)
+        text = read(rows["line"], {n: pl.String for n in fields})
+        wrong = [text[n].is_not_null() & typed[n].is_null() for n, d in fields.items() if _numeric(d)]
+        strings = [n for n, d in fields.items() if not _numeric(d)]
+        if strings:  # a list or object reads as its JSON text: look again at values starting like one
+            starts = text.select(pl.any_horizontal(pl.col(strings).str.starts_with("[")
+                                                   | pl.col(strings).str.starts_with("{")).fill_null(False))
+            idx = starts.to_series().arg_true()
+            flags = pl.repeat(False, rows.height, eager=True)
+            if len(idx):
+                lines = rows["line"].gather(idx)
+                lists = read(lines, {n: pl.List(pl.String) for n in strings})
+                objects = read(lines, {n: pl.Struct({}) for n in strings})
+                hit = pl.any_horizontal(*[lists[n].is_not_null() | objects[n].is_not_null() for n in strings])
+                flags = flags.scatter(idx.filter(pl.select(hit.fill_null(False)).to_series()), True)
+            wrong.append(flags)
+    except pl.exceptions.PolarsError:
+        return None
+    good = typed.with_columns(rows["lineno"], pl.any_horizontal(wrong).fill_null(False).alias("_bad") if wrong
+                              else pl.lit(False).alias("_bad"))
+    bad = frame.filter(~ok).select("lineno", *[pl.lit(None, dtype=d).alias(n) for n, d in fields.items()],
+                                   pl.lit(True).alias("_bad"))
+    return pl.concat([good.select(bad.columns), bad]).sort("lineno")
 
 
 def json_fields(frame: pl.DataFrame, fields: dict[str, pl.DataType], required: tuple[str, ...],
                 path: Path, policy: ErrorPolicy) -> tuple[pl.DataFrame, int]:
     """Decode each line as a JSON object and keep ``fields`` (plus ``lineno``).
 
-    Lines that are not JSON objects or lack a usable value for a ``required`` field are
-    malformed and go to ``policy``. Returns (frame, blank lines dropped). Fast path: one
-    ``json_decode`` into a struct; if polars rejects the chunk, each field is extracted
-    separately so the bad lines can be found and named.
+    Malformed lines go to ``policy``: not a JSON object, a ``required`` field missing, null
+    or an empty string, or any field of the wrong type (a numeric field holding a string or
+    boolean, a text field holding a list or object). Returns (frame, blank lines dropped).
+    Vectorised throughout; see :func:`_decode`.
     """
     frame, blank = drop_blank(frame)
-    try:
-        out = frame.select("lineno", pl.col("line").str.json_decode(pl.Struct(fields)).alias("_s")).unnest("_s")
-    except pl.exceptions.PolarsError:
-        out = frame.select("lineno", *[
-            pl.col("line").str.json_path_match(f"$.{name}").cast(dtype, strict=False).alias(name)
-            for name, dtype in fields.items()])
-    bad = pl.any_horizontal(pl.col(list(required)).is_null()) if required else pl.lit(False)
-    mask = out.select(bad.alias("b"))["b"]
+    out = _decode(frame, fields, required)
+    checks = [pl.col("_bad")]
+    checks += [pl.col(name).is_null() for name in required]
+    checks += [pl.col(name) == "" for name in required if not _numeric(fields[name])]
+    mask = out.select(pl.any_horizontal(checks).fill_null(False).alias("b"))["b"]
+    out = out.drop("_bad")
     if mask.any():
         idx = mask.arg_true()
         line_numbers = out["lineno"].gather(idx).to_list()
-        req = {k: fields[k] for k in required}
         lines = frame["line"].gather(idx[:5]).to_list()
-        policy.bad(path, line_numbers, [_json_reason(s, req) for s in lines])
+        policy.bad(path, line_numbers, [_json_reason(s, fields, required) for s in lines])
         out = out.filter(~mask)
     return out, blank

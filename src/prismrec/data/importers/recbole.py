@@ -107,11 +107,11 @@ def import_recbole(inter: str | Path, item: str | Path | None = None, *, config:
         numeric["rating"] = rf
     for out_name, src in numeric.items():
         val = df[src].cast(pl.Float64, strict=False)
-        bad = val.is_null()
+        bad = val.is_finite().fill_null(False).not_()  # "nan" and "inf" parse, but would reorder sequences
         if bad.any():
             idx = bad.arg_true()
             policy.bad(inter, df["lineno"].gather(idx).to_list(),
-                       [f"field {src!r} is {v!r}, expected a number" for v in df[src].gather(idx[:5]).to_list()])
+                       [f"field {src!r} is {v!r}, expected a finite number" for v in df[src].gather(idx[:5]).to_list()])
             df = df.filter(~bad)
         cols.append(pl.col(src).cast(pl.Float64).alias(out_name))
     if not tf:
