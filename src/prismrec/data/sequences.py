@@ -101,7 +101,8 @@ def read_sequence_file(path: str | Path, min_len: int = 3, num_items: int | None
     """
     path = Path(path)
     try:
-        fh = path.open("r", encoding="utf-8")
+        # bytes that are not UTF-8 become lone surrogates: the line holding one is reported below
+        fh = path.open("r", encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise DataError(f"cannot open sequence file {path}: {exc.strerror}") from None
     report = ReadReport()
@@ -150,6 +151,11 @@ def read_sequence_file(path: str | Path, min_len: int = 3, num_items: int | None
 
 def _token_problem(line: str, tokens: list[str]) -> str:
     """Why a line's tokens are not int64 ids (only computed for the line that gets reported)."""
+    undecoded = [c for c in line if "\udc80" <= c <= "\udcff"][:1]  # surrogateescape's stand-ins for bytes
+    if undecoded:
+        col = line.index(undecoded[0]) + 1
+        return (f"not valid UTF-8 (byte {ord(undecoded[0]) - 0xdc00:#04x} at character {col}); "
+                f"sequence files must be UTF-8 text")
     for t in tokens:
         if not INT_TOKEN.fullmatch(t):
             return f"expected integer ids separated by spaces, found {t!r}"

@@ -1,6 +1,7 @@
 """PRISM configuration (torch-free so ``prismrec.config`` can import it)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -144,6 +145,12 @@ class PRISMConfig:
             raise ConfigError("model.prism.id_dropout must be in [0, 1)")
         if self.margin < 0:
             raise ConfigError("model.prism.margin must be >= 0")
+        lambdas = {"lambda_unique": self.lambda_unique, "lambda_synergy": self.lambda_synergy,
+                   "lambda_redundancy": self.lambda_redundancy,
+                   **{f"lambda_unique_per_modality.{m}": v for m, v in self.lambda_unique_per_modality.items()}}
+        for key, value in lambdas.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"model.prism.{key} must be a finite number >= 0 (0 = off), got {value}")
         if self.loss_items < 0:
             raise ConfigError("model.prism.loss_items must be >= 0 (0 = every distinct item of the step)")
         if self.loss_items > 0 and (self.method != "prism" or self.loss_on != "representation"):

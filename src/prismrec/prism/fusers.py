@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..config import ConfigError
 from ..data.sequences import PAD_ID
 from ..models.dropout import Dropout
 from ..models.item_input import AuxContext
@@ -70,6 +71,10 @@ class PRISMFuser(Fuser):
     def __init__(self, cfg: PRISMConfig, modalities: list[str], hidden_dim: int) -> None:
         super().__init__()
         self.cfg, self.modalities = cfg, list(modalities)
+        unknown = sorted(set(cfg.lambda_unique_per_modality) - set(self.modalities))
+        if unknown:
+            raise ConfigError(f"model.prism.lambda_unique_per_modality: no modality {', '.join(map(repr, unknown))}; "
+                              f"this dataset's modalities are {', '.join(self.modalities)}")
         self.expert_names = expert_names(self.modalities, cfg.drop_experts)
         self.experts = InteractionExperts(self.expert_names, len(modalities) * hidden_dim, cfg.expert_hidden,
                                           hidden_dim, cfg.expert_layers, cfg.expert_activation, cfg.expert_dropout)

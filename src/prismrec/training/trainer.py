@@ -28,7 +28,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but CUDA is not available on this machine")
+        raise ConfigError("train.device is cuda (--device cuda) but CUDA is not available on this machine; "
+                          "use --device cpu or auto")
     return torch.device(name)
 
 
@@ -109,7 +110,37 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{sums['loss'] / (b + 1):.4f}")
         bar.close()
+        if n_batches:
+            self._check_finite(epoch, users)
         return {k: v / max(n_batches, 1) for k, v in sums.items()}
+
+    def _check_finite(self, epoch: int, users: torch.Tensor) -> None:
+        """Divergence in the epoch's last step: each step's loss is checked before its update, so the
+        last update is checked here, once per epoch and before anything is evaluated or saved: the
+        weights (one device sync), then the scores of ``users`` (the last batch) in one forward without
+        gradients. Weights can stay finite while scores overflow (attention logits beyond float32)."""
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if named:
+            finite = torch.stack([torch.isfinite(p).all() for _, p in named])
+            if not bool(finite.all()):
+                name = named[int(torch.argmin(finite.to(torch.uint8)))][0]
+                self._diverged(epoch, f"weight {name} became non-finite (nan/inf)")
+        devices = ([self.device.index if self.device.index is not None else torch.cuda.current_device()]
+                   if self.device.type == "cuda" else [])
+        self.model.eval()
+        try:  # no draw from any generator: the run stays exactly what it was without this check
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                inputs, _ = trim_left_padding(self.train_inputs[users], self.train_targets[users])
+                scores = self.model.full_sort_scores(inputs)[:, 1:]  # column 0 is padding
+        finally:
+            self.model.train()
+        if not bool(torch.isfinite(scores).all()):
+            self._diverged(epoch, "scores became non-finite (nan/inf)")
+
+    @staticmethod
+    def _diverged(epoch: int, what: str) -> None:
+        raise FloatingPointError(f"training diverged at epoch {epoch}: after its last step the model's {what}; "
+                                 f"try a lower train.lr or train.grad_clip")
 
     def accumulate_gradients(self, users: torch.Tensor, rec_weight: float = 1.0) -> tuple[float, dict[str, float]]:
         """Forward and backward for one batch of user rows, in ``train.micro_batches`` length-sorted
