@@ -70,7 +70,7 @@ def modalities(path: str) -> list[str]:
 
 def run(job: dict, device: str, threads: int) -> dict:
     out = Path(job["dir"])
-    cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--output-dir", str(out),
+    cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--output-dir", str(out), "--overwrite",
            "--device", device, "--data", job["data"]]
     if job["recipe"]:
         cmd += ["--config", job["recipe"]]

@@ -80,8 +80,8 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
         print(f"resuming {job['id']} from its last finished epoch", file=sys.stderr, flush=True)
         cmd += ["--resume", str(out)]
         sets = [s for s in job["sets"] if s.split("=", 1)[0] in RESUMABLE_CHANGES]
-    else:
-        cmd += ["--output-dir", str(out)]
+    else:  # a new run, or one cut off before it saved any state: (re)start it in its folder
+        cmd += ["--output-dir", str(out), "--overwrite"]
         sets = job["sets"]
     for s in sets:
         cmd += ["--set", s]

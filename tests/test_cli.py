@@ -113,7 +113,7 @@ def test_inspect_prints_and_exports(tmp_path, capsys):
     capsys.readouterr()
     assert main(["inspect", "--run", str(run), "--json", "--export-weights", str(tmp_path / "w.npz"),
                  "--per-position", "--export-experts", str(tmp_path / "e.npz")]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["fusion_weights"]
     assert [r["expert"] for r in rows] == ["unique_image", "unique_text", "synergy", "redundancy"]
     assert abs(sum(r["mean"] for r in rows) - 1.0) < 1e-5
     w = np.load(tmp_path / "w.npz")

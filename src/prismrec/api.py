@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import os
 import platform
 import shutil
 import warnings
@@ -51,6 +52,7 @@ class Run:
     @torch.no_grad()
     def recommend(self, history: list[int], k: int = 10, exclude_history: bool = True) -> list[tuple[int, float]]:
         """Top-``k`` items (id, score) after ``history`` (item ids, oldest first)."""
+        check_k(k)
         n = self.dataset.num_items
         bad = [i for i in history if not 1 <= i <= n]
         if not history or bad:
@@ -65,9 +67,83 @@ class Run:
         return [(int(i), float(s)) for s, i in zip(top.values.cpu(), top.indices.cpu()) if s > float("-inf")]
 
 
+def check_k(k: int) -> int:
+    """``k`` for top-k recommendations: at least 1."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"-k (number of items to recommend) must be an integer >= 1, got {k!r}")
+    return k
+
+
+#: a sequence file whose ids up to the largest leave more than this many unused, and more unused than
+#: used, is refused (:func:`check_dense_item_ids`)
+MAX_UNUSED_ITEM_IDS = 1000
+
+
 def dataset_from_config(cfg: ExperimentConfig) -> RecDataset:
-    return load_dataset(cfg.data.path, min_seq_len=cfg.data.min_seq_len, modalities=cfg.data.modalities,
-                        synthetic=cfg.data.synthetic)
+    dataset = load_dataset(cfg.data.path, min_seq_len=cfg.data.min_seq_len, modalities=cfg.data.modalities,
+                           synthetic=cfg.data.synthetic)
+    if cfg.data.path is not None:
+        check_dense_item_ids(dataset, cfg.data.min_seq_len)
+    return dataset
+
+
+def check_dense_item_ids(dataset: RecDataset, min_seq_len: int) -> None:
+    """Refuse a dataset whose item count was taken from the largest id of a sequence file (no item
+    map declares it) when most ids up to it never occur: every id 1..largest is an item the model
+    embeds and ranks, so an id of 10**12 asks for terabytes, and 2,000,000 for 41 items ranks
+    phantom items. Prepared folders and benchmark folders with ``datamaps.json`` declare their items."""
+    if dataset.item_raw_ids is not None:
+        return
+    largest = dataset.num_items
+    seen = int(len(np.unique(dataset.sequences.items)))
+    if largest > 2 * seen and largest - seen > MAX_UNUSED_ITEM_IDS:
+        raise DataError(f"{dataset.source or dataset.name}: the largest item id is {largest:,} but only {seen:,} "
+                        f"distinct item ids occur (users with at least {min_seq_len} items); item ids must be "
+                        f"numbered 1..N, as every id up to the largest is an item the model embeds and ranks. "
+                        f"Renumber the items with `prismrec data prepare` (e.g. write the interactions as a "
+                        f"RecBole .inter file and run `prismrec data prepare recbole --inter FILE.inter "
+                        f"--out DIR --k-core 0`) and train on DIR")
+
+
+def check_output_file(path: str | Path, what: str, example: str = "out") -> Path:
+    """Check, before any work, that the file ``path`` (given with the option ``what``) can be
+    written: not a folder, in a folder that exists and is writable. ``example``: a file name for
+    the message when ``path`` is a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; expected a file path such as {path / example}")
+    parent = path.parent
+    if not parent.is_dir():
+        what_is = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise ConfigError(f"{what} {path}: folder {parent} {what_is}")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{what} {path}: folder {parent} is not writable")
+    return path
+
+
+def check_output_dir(path: str | Path, what: str) -> Path:
+    """Check, before any work, that the folder ``path`` (given with the option ``what``) can be used
+    or created: neither it nor the nearest existing folder above it is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file; expected a folder (created if missing)")
+    above = next((p for p in path.parents if p.exists()), None)
+    if not path.exists() and above is not None and not above.is_dir():
+        raise ConfigError(f"{what} {path}: {above} is a file, not a folder")
+    return path
+
+
+def check_run_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """An ``--output-dir`` for a new run: a folder (or creatable), and, unless ``overwrite``, one
+    that does not already hold a run (``config.yaml`` or ``summary.json``)."""
+    path = check_output_dir(path, "--output-dir")
+    held = [f for f in ("config.yaml", "summary.json") if (path / f).is_file()]
+    if held and not overwrite:
+        cont = f"--resume {path} to continue it, " if (path / RESUME_DIR).is_dir() and \
+            "summary.json" not in held else ""
+        raise ConfigError(f"--output-dir {path} already holds a run ({', '.join(held)}); pass --overwrite to "
+                          f"replace it, {cont}or choose another folder")
+    return path
 
 
 def feature_tensors(dataset: RecDataset, modalities: tuple[str, ...] = ()) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -106,14 +182,18 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     (use :func:`resume`, which also checks the config); a run whose epochs are all done but which
     wrote no ``summary.json`` (cut off while finishing) is finished without training further.
     """
+    if output_dir:
+        check_output_dir(output_dir, "output directory")
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     run = build(cfg, dataset)
     run_dir = Path(output_dir) if output_dir else default_run_dir(cfg, run.dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)  # a previous run's state must not be resumed
+        # a previous run's results must not outlive this one, nor its state be resumed
+        for name in ("metrics.jsonl", "summary.json", "ranks.npz", "model.safetensors"):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
     save_config(cfg, run_dir / "config.yaml")
     trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress,
                       tags={"item_map_fingerprint": run.dataset.item_map_fingerprint()})
@@ -222,6 +302,9 @@ def load_run(run_dir: str | Path, device: str | None = None, data_path: str | No
     if device:
         cfg = build_config(run_dir / "config.yaml", overrides=[f"train.device={device}"], extra=extra)
     warn_if_config_predates(run_dir / "config.yaml", cfg, "the model is rebuilt with these defaults")
+    if not data_path and cfg.data.path is not None and not Path(cfg.data.path).expanduser().exists():
+        raise DataError(f"{run_dir}: the run's data path {cfg.data.path} does not exist (a relative path is read "
+                        f"from the current directory, {Path.cwd()}); give the dataset's location with --data PATH")
     run = build(cfg)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
     if summary and summary.get("item_map_fingerprint") not in (None, run.dataset.item_map_fingerprint()):

@@ -144,9 +144,11 @@ def cmd_prepare_shortcut(args) -> int:
 
 
 def cmd_prepare_folder(args) -> int:
+    from ..api import check_output_dir
     from ..data.folders import prepare_from_folder
     from ..data.prepared import read_dataset_json
 
+    check_output_dir(args.out, "--out")
     out = prepare_from_folder(args.from_folder, args.out, overwrite=args.overwrite)
     meta = read_dataset_json(out)
     print(f"prepared {out}: {meta['num_users']:,} users, {meta['num_items']:,} items, "
@@ -155,10 +157,12 @@ def cmd_prepare_folder(args) -> int:
 
 
 def cmd_prepare_source(args) -> int:
+    from ..api import check_output_dir
     from ..data.importers import (PipelineConfig, import_amazon2014, import_amazon2018, import_recbole,
                                   import_yelp)
     from ..data.prepared import write_prepared
 
+    check_output_dir(args.out, "--out")  # before the (long) import
     cfg = PipelineConfig(k_core=args.k_core, dedup=args.dedup, min_rating=args.min_rating)
     common = dict(config=cfg, on_error=args.on_error, progress=not args.no_progress)
     if args.name:
@@ -190,9 +194,11 @@ def cmd_prepare_source(args) -> int:
 
 
 def cmd_export_recbole(args) -> int:
+    from ..api import check_output_dir
     from ..data import load_dataset
     from ..data.importers import export_recbole
 
+    check_output_dir(args.out, "--out")
     ds = load_dataset(Path(args.data), min_seq_len=1)
     paths = export_recbole(ds, args.out, name=args.name)
     print("wrote " + ", ".join(map(str, paths)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "per-user weights and per-item expert embeddings, linear-probe the experts against item labels, "
                                    "or draw the experts' t-SNE map.")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory trained with model.prism.enabled=true")
+    p.add_argument("--data", metavar="PATH", help="override the dataset path stored in the run's config (e.g. "
+                   "when the run was trained from another directory)")
     p.add_argument("--split", choices=["valid", "test"], default="test", help="whose input sequences (default test)")
     p.add_argument("--export-weights", metavar="FILE.npz",
                    help="write user_ids, experts and weights (U, E) (with a content gate also gate (U,)); with "
@@ -39,15 +42,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tsne-perplexity", type=float, default=30.0, metavar="P",
                    help="t-SNE perplexity (default 30; capped at (points - 1) / 3)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="device (default cpu)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON object: fusion_weights (a list of per-expert rows, when the "
+                        "run has a fusion layer), output_fusion_weights, content_gate, probes and expert_map where "
+                        "they apply")
     p.set_defaults(func=cmd_inspect)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from ..api import load_run
+    from ..api import check_output_file, load_run
     from ..config import ConfigError
 
-    run = load_run(args.run, device=args.device)
+    if args.per_position and not args.export_weights:
+        raise ConfigError("--per-position adds per-position weights to --export-weights FILE.npz; give that too")
+    # output paths are checked before the run is loaded and anything is computed
+    for path, flag, example in ((args.export_weights, "--export-weights", "weights.npz"),
+                                (args.export_experts, "--export-experts", "experts.npz")):
+        if path:
+            check_output_file(path, flag, example)
+            if not path.endswith(".npz"):  # numpy appends .npz
+                check_output_file(path + ".npz", flag, example)
+    if args.tsne:
+        check_output_file(args.tsne, "--tsne", "map.svg")
+        check_output_file(Path(args.tsne).with_suffix(".csv"), "--tsne", "map.svg")
+    run = load_run(args.run, device=args.device, data_path=args.data)
     try:
         return _inspect(run, args)
     except ValueError as exc:  # e.g. a naive-fusion run asked for expert embeddings
@@ -95,13 +113,10 @@ def _inspect(run, args: argparse.Namespace) -> int:
             raise ConfigError("--probe needs item labels: this dataset has no planted item properties "
                               "(only the embedded synthetic world does); pass --probe-labels FILE.tsv")
         probes = expert_probes(run, labels)
-    if args.json:
-        extra = {k: v for k, v in (("output_fusion_weights", out_rows), ("content_gate", gate_row),
-                                   ("probes", probes), ("expert_map", emap)) if v is not None}
-        if rows is None:
-            print(json.dumps(extra, indent=2))
-        else:
-            print(json.dumps({"fusion_weights": rows, **extra} if extra else rows, indent=2))
+    if args.json:  # always one object; absent parts are left out
+        print(json.dumps({k: v for k, v in (("fusion_weights", rows), ("output_fusion_weights", out_rows),
+                                            ("content_gate", gate_row), ("probes", probes), ("expert_map", emap))
+                          if v is not None}, indent=2))
     else:
         if gate_row is not None:
             n = len(gates.user_ids)
@@ -141,8 +156,6 @@ def _inspect(run, args: argparse.Namespace) -> int:
 
 def _expert_map(run, args: argparse.Namespace) -> dict:
     """Compute the t-SNE map, write FILE.svg and FILE.csv, return the summary (with the file paths)."""
-    from pathlib import Path
-
     from ..introspect import expert_map
     from ..plotting import scatter_svg
 

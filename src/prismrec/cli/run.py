@@ -39,13 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override one config value (repeatable), e.g. --set train.loss=bce")
     p.add_argument("--data", metavar="PATH", help="sequence file, prepared dataset folder, or benchmark folder "
                    "such as ../shared/data/amazon_beauty (default: the embedded synthetic world)")
-    p.add_argument("--output-dir", metavar="DIR", help="run directory (default: runs/<time>-<dataset>-<backbone>-<loss>)")
+    p.add_argument("--output-dir", metavar="DIR", help="run directory (default: runs/<time>-<dataset>-<backbone>-<loss>); "
+                   "refused if it already holds a run (config.yaml or summary.json) unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into an --output-dir that already holds a run, replacing its results and resume state")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="same as --set train.device=...")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last finished epoch with its saved "
                    "config; --set may change only " + ", ".join(RESUMABLE_CHANGES) + " (e.g. --set "
-                   "train.time_limit_minutes=60); not with --config or --output-dir")
+                   "train.time_limit_minutes=60); not with --config, --output-dir or --overwrite")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="re-evaluate a saved run (reproduces its summary numbers)",
@@ -55,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["valid", "test"], default="test", help="which split (default: test)")
     p.add_argument("--data", metavar="PATH", help="override the dataset path stored in the run's config")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the run's train.device)")
-    p.add_argument("--export-ranks", metavar="FILE.csv", help="write each user's target rank to a CSV file")
+    p.add_argument("--export-ranks", metavar="FILE.csv", help="write each user's target rank to a CSV file "
+                   "(checked before evaluating: its folder must exist)")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -64,8 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `prismrec train`")
     p.add_argument("--history", required=True, metavar="ID,ID,...",
                    help="comma-separated item ids, oldest first (ids as in the dataset's sequence file)")
-    p.add_argument("-k", type=int, default=10, help="number of items to return (default: 10)")
+    p.add_argument("-k", type=int, default=10, help="number of items to return, at least 1 (default: 10)")
     p.add_argument("--include-history", action="store_true", help="allow items of the history to be recommended")
+    p.add_argument("--data", metavar="PATH", help="override the dataset path stored in the run's config (e.g. "
+                   "when the run was trained from another directory)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: cpu)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_recommend)
@@ -85,13 +91,13 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..api import is_run_config, resume, train, warn_if_config_predates
+    from ..api import check_run_dir, is_run_config, resume, train, warn_if_config_predates
     from ..config import ConfigError, build_config
 
     if args.resume:
-        if args.config or args.output_dir:
+        if args.config or args.output_dir or args.overwrite:
             raise ConfigError("--resume continues a saved run with its own config and directory: "
-                              "drop --config / --output-dir")
+                              "drop --config / --output-dir / --overwrite")
         sets = ([f"data.path={args.data}"] if args.data else []) + \
             ([f"train.device={args.device}"] if args.device else []) + args.overrides
         job = lambda: resume(args.resume, sets, progress=not args.quiet)  # noqa: E731
@@ -105,6 +111,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config and is_run_config(args.config):
             warn_if_config_predates(args.config, cfg, "this run uses these defaults, which may not be what "
                                     "the saved run was trained with")
+        if args.output_dir:
+            check_run_dir(args.output_dir, overwrite=args.overwrite)
         if cfg.data.path is None and not args.quiet:
             print("data: embedded SYNTHETIC world (planted multimodal structure; not real data)", file=sys.stderr)
         job = lambda: train(cfg, args.output_dir, progress=not args.quiet)  # noqa: E731
@@ -127,8 +135,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..api import load_run
+    from ..api import check_output_file, load_run
 
+    if args.export_ranks:
+        check_output_file(args.export_ranks, "--export-ranks", "ranks.csv")
     run = load_run(args.run, device=args.device, data_path=args.data)
     res = run.evaluate(args.split)
     if args.export_ranks:
@@ -147,14 +157,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from ..api import load_run
+    from ..api import check_k, load_run
     from ..data.sequences import DataError
 
     try:
         history = [int(x) for x in args.history.split(",") if x.strip()]
     except ValueError:
         raise DataError(f"--history must be comma-separated integer item ids, got {args.history!r}") from None
-    run = load_run(args.run, device=args.device or "cpu")
+    check_k(args.k)
+    run = load_run(args.run, device=args.device or "cpu", data_path=args.data)
     recs = run.recommend(history, args.k, exclude_history=not args.include_history)
     ds = run.dataset
     rows = []

@@ -56,6 +56,17 @@ def open_prepared(folder: str | Path) -> RecDataset:
     return read_prepared(folder, min_seq_len=1, modalities=None)
 
 
+def check_modality_name(modality: str) -> str:
+    """A modality name is a file name inside ``features/``: refuse one that could leave it (checked
+    before anything is encoded or written; the same rule as :func:`write_feature`, plus backslashes)."""
+    if not isinstance(modality, str) or not modality or "/" in modality or "\\" in modality \
+            or modality.startswith(".") or "\x00" in modality:
+        raise DataError(f"invalid modality name {modality!r}: it names the files features/<name>.npy and "
+                        f"features/<name>.json, so it must be non-empty, not start with '.' and contain no "
+                        f"'/' or '\\'")
+    return modality
+
+
 def inputs_hash(values: list) -> str:
     """A short hash of an encoder's inputs (texts, image paths, attribute lists)."""
     h = hashlib.sha256()
@@ -70,6 +81,7 @@ def cache_key(params: dict) -> str:
 
 
 def is_current(folder: Path, modality: str, ds: RecDataset, encoder: str, params: dict) -> bool:
+    check_modality_name(modality)
     js = folder / FEATURES_DIR / f"{modality}.json"
     if not js.is_file() or not (folder / FEATURES_DIR / f"{modality}.npy").is_file():
         return False
@@ -99,6 +111,7 @@ def encode_in_chunks(folder: Path, modality: str, ds: RecDataset, items: np.ndar
     ``encode`` and is recorded as missing (a real, normalised embedding is never all zero).
     Returns (values, present).
     """
+    check_modality_name(modality)
     key = cache_key(params)
     part_dir = folder / FEATURES_DIR / ".partial" / f"{modality}-{key}"
     part_dir.mkdir(parents=True, exist_ok=True)

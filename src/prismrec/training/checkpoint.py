@@ -5,7 +5,10 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
+
+from ..data.sequences import DataError
 
 WEIGHTS = "model.safetensors"
 
@@ -17,13 +20,41 @@ def save_weights(model: torch.nn.Module, run_dir: str | Path, metadata: dict[str
 
 
 def load_weights(model: torch.nn.Module, run_dir: str | Path, device: str | torch.device = "cpu") -> None:
-    """Load weights into an already-built model. Plain tensors only: nothing is unpickled."""
+    """Load weights into an already-built model. Plain tensors only: nothing is unpickled.
+
+    A file that is not valid safetensors, or whose tensors do not fit the model built from the
+    run's ``config.yaml``, is a :class:`DataError` that says which (and the first tensor that differs)."""
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {WEIGHTS} (is this a prismrec run directory?)")
-    missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
+    try:
+        missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
+    except SafetensorError as exc:
+        raise DataError(f"{path} is not a valid safetensors file ({exc}); the run's weights are damaged") from None
+    except RuntimeError:  # load_state_dict lists every mismatch; name the first one instead
+        raise DataError(f"{Path(run_dir) / 'config.yaml'} does not match {WEIGHTS}: "
+                        f"{weights_mismatch(model, path)}") from None
     if missing or unexpected:  # pragma: no cover - strict=True raises first
         raise RuntimeError(f"checkpoint mismatch: missing {missing}, unexpected {unexpected}")
+
+
+def weights_mismatch(model: torch.nn.Module, path: Path) -> str:
+    """How the tensors in ``path`` differ from ``model``'s: the first differing tensor and a count."""
+    with safe_open(str(path), framework="pt") as f:
+        saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    state = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state.items()}
+    shapes = [f"{k} has shape {list(saved[k])} in the file but {list(v)} in the model built from the config"
+              for k, v in expected.items() if k in saved and saved[k] != v]
+    unexpected = [f"{k} is in the file but not in the model" for k in saved if k not in expected]
+    stored = {state[k].untyped_storage().data_ptr() for k in saved if k in state}  # save_model keeps one
+    missing = [f"{k} is in the model but not in the file" for k in expected  # name of shared tensors
+               if k not in saved and state[k].untyped_storage().data_ptr() not in stored]
+    problems = shapes + unexpected + missing
+    if not problems:
+        return "the tensors do not load into the model"
+    more = f" ({len(problems) - 1} more difference(s))" if len(problems) > 1 else ""
+    return f"e.g. {problems[0]}{more}; was the config or the prismrec version changed after training?"
 
 
 def write_json(obj: dict, path: str | Path) -> None:

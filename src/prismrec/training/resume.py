@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..config import ConfigError
@@ -118,33 +118,92 @@ def _save_best(previous: Path, target: Path, st: TrainingState) -> None:
     save_file(_tensors(st.best_state), str(target), metadata={"epoch": str(st.best_epoch)})
 
 
+#: the keys of ``state.json`` that :func:`load_training_state` reads
+STATE_KEYS = ("epoch", "best_score", "best_epoch", "best_valid", "bad_evals", "epoch_times", "history",
+              "elapsed_seconds")
+
+
+def damaged(path: Path, why: str) -> DataError:
+    """The error for an unreadable resume file: which file, why, and what to do instead."""
+    run = path.parent.parent
+    return DataError(f"{path}: the resume state is damaged ({why}); the run cannot be resumed: start a fresh run "
+                     f"(e.g. `prismrec train --config {run / 'config.yaml'} --output-dir {run} --overwrite`)")
+
+
+def _reason(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _load_tensors(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device=str(device))
+    except FileNotFoundError:
+        raise damaged(path, "the file is missing") from None
+    except (SafetensorError, OSError) as exc:
+        raise damaged(path, f"not a valid safetensors file: {_reason(exc)}") from None
+
+
+def _read_state_json(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise damaged(path, f"not valid JSON: {_reason(exc)}") from None
+    if not isinstance(meta, dict):
+        raise damaged(path, "expected a JSON object")
+    if meta.get("version", STATE_VERSION) != STATE_VERSION:
+        return meta  # another format: the caller says so
+    absent = [k for k in ("version", *STATE_KEYS) if k not in meta]
+    if absent:
+        raise damaged(path, f"no {', '.join(absent)}")
+    return meta
+
+
 def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         generators: dict[str, torch.Generator], device: torch.device,
                         tags: dict[str, str] | None = None) -> TrainingState:
     """Restore model, optimizer and generators in place from ``directory``; return the loop state.
-    ``tags`` must equal the saved ones when given."""
+    ``tags`` must equal the saved ones when given. A file that cannot be read (truncated, garbled,
+    missing) is a :class:`DataError` naming it."""
     directory = Path(directory)
     if not (directory / "state.json").is_file():
         raise FileNotFoundError(f"{directory}: no saved training state (was the run trained with "
                                 f"train.resume_state=true, and did it finish at least one epoch?)")
-    meta = json.loads((directory / "state.json").read_text())
+    meta = _read_state_json(directory / "state.json")
     if meta.get("version") != STATE_VERSION:
         raise ConfigError(f"{directory}: training state version {meta.get('version')}, expected {STATE_VERSION}")
     if tags is not None and meta.get("tags", {}) != tags:
         raise DataError(f"{directory}: the run was trained with {meta.get('tags')}, not {tags} "
                         f"(a different dataset?)")
-    model.load_state_dict(load_file(str(directory / "model.safetensors"), device=str(device)))
-    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device, weights_only=True))
-    rng = load_file(str(directory / "rng.safetensors"))
-    torch.set_rng_state(rng["cpu"])
-    for k, g in generators.items():
-        if f"gen_{k}" in rng:
-            g.set_state(rng[f"gen_{k}"])
-    if device.type == "cuda" and "cuda" in rng:
-        torch.cuda.set_rng_state(rng["cuda"], device)
+    weights = _load_tensors(directory / "model.safetensors", device)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise damaged(directory / "model.safetensors", "its tensors do not fit the run's model") from None
+    path = directory / "optimizer.pt"
+    try:
+        optimizer.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    except FileNotFoundError:
+        raise damaged(path, "the file is missing") from None
+    except Exception as exc:  # noqa: BLE001  a garbled file fails in torch.load or load_state_dict in many ways
+        raise damaged(path, _reason(exc)) from None
+    rng = _load_tensors(directory / "rng.safetensors")
+    try:
+        torch.set_rng_state(rng["cpu"])
+        for k, g in generators.items():
+            if f"gen_{k}" in rng:
+                g.set_state(rng[f"gen_{k}"])
+        if device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], device)
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise damaged(directory / "rng.safetensors", _reason(exc)) from None
     best = directory / "best.safetensors"
-    return TrainingState(epoch=meta["epoch"], best_score=meta["best_score"], best_epoch=meta["best_epoch"],
-                         best_valid=meta["best_valid"],
-                         best_state=load_file(str(best), device=str(device)) if best.is_file() else None,
-                         bad_evals=meta["bad_evals"], epoch_times=meta["epoch_times"], history=meta["history"],
-                         previous_seconds=meta["elapsed_seconds"], elapsed_seconds=meta["elapsed_seconds"])
+    try:
+        return TrainingState(epoch=int(meta["epoch"]), best_score=float(meta["best_score"]),
+                             best_epoch=int(meta["best_epoch"]), best_valid=dict(meta["best_valid"]),
+                             best_state=_load_tensors(best, device) if best.is_file() else None,
+                             bad_evals=int(meta["bad_evals"]), epoch_times=list(meta["epoch_times"]),
+                             history=list(meta["history"]), previous_seconds=float(meta["elapsed_seconds"]),
+                             elapsed_seconds=float(meta["elapsed_seconds"]))
+    except (TypeError, ValueError) as exc:
+        raise damaged(directory / "state.json", f"a value has the wrong type: {_reason(exc)}") from None

@@ -26,9 +26,12 @@ def read_json_interactions(paths: Iterable[str | Path], *, user: str, item: str,
                                       time: pl.Float64 if time_format is None else pl.String}
     if rating:
         fields[rating] = pl.Float64
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise DataError("no review files given")
     parts = []
     blank = 0
-    for fi, path in enumerate(map(Path, paths)):
+    for fi, path in enumerate(paths):
         for chunk in iter_line_chunks(path, desc=f"reading {path.name}", progress=progress):
             df, nb = json_fields(chunk, fields, (user, item, time), path, policy)
             blank += nb
@@ -50,11 +53,14 @@ def read_json_interactions(paths: Iterable[str | Path], *, user: str, item: str,
                 cols.append(pl.col(rating).alias("rating"))
             parts.append(df.select(cols))
     report["blank_lines"] = report.get("blank_lines", 0) + blank
-    if not parts:
-        raise DataError("no review files given")
+    names = ", ".join(map(str, paths))
+    if not parts:  # every file is empty
+        raise DataError(f"{names}: no reviews (the file{'s are' if len(paths) > 1 else ' is'} empty); "
+                        f"expected one JSON review per line")
     out = pl.concat(parts, how="vertical")
     if out.height == 0:
-        raise DataError(f"{', '.join(map(str, paths))}: no usable interactions found")
+        raise DataError(f"{names}: no reviews found (only blank or skipped lines); "
+                        f"expected one JSON review per line")
     return out
 
 

@@ -91,6 +91,10 @@ def empty_meta() -> pl.DataFrame:
     return pl.DataFrame(schema=META_SCHEMA)
 
 
+def _nothing_left(name: str, stages: list[str], advice: str) -> DataError:
+    return DataError(f"{name}: no interactions left after filtering ({', '.join(stages)}); {advice}")
+
+
 def build_dataset(interactions: pl.DataFrame, *, name: str, source: str, config: PipelineConfig,
                   meta: pl.DataFrame | None = None, report: dict | None = None) -> RecDataset:
     """Run steps 1-4 (module docstring) and attach item metadata. ``report`` is extended in place."""
@@ -98,19 +102,27 @@ def build_dataset(interactions: pl.DataFrame, *, name: str, source: str, config:
     df = interactions.select("user", "item", pl.col("ts").cast(pl.Float64), pl.col("order").cast(pl.Int64),
                              *(["rating"] if "rating" in interactions.columns else []))
     report["interactions_read"] = df.height
+    if df.height == 0:
+        raise DataError(f"{name}: the source has no interactions (read 0); nothing to import")
+    stages = [f"read {df.height:,}"]  # the count after each filter, for the message if none are left
     if config.min_rating is not None:
         if "rating" not in df.columns:
             raise DataError(f"{name}: --min-rating given but the source has no ratings")
         df = df.filter(pl.col("rating") >= config.min_rating)
         report["after_min_rating"] = df.height
+        stages.append(f"{df.height:,} rated >= {config.min_rating:g} (--min-rating)")
+        if df.height == 0:
+            raise _nothing_left(name, stages, "lower --min-rating (or leave it out)")
     if config.dedup:
         df = df.sort(["ts", "order"]).unique(subset=["user", "item"], keep="first", maintain_order=True)
         report["after_dedup"] = df.height
+        stages.append(f"{df.height:,} after --dedup")
     df, rounds = iterated_k_core(df, config.k_core)
     report.update(k_core=config.k_core, k_core_rounds=rounds, after_k_core=df.height)
     if df.height == 0:
-        raise DataError(f"{name}: no interactions left after filtering (k-core {config.k_core}); "
-                        f"read {report['interactions_read']} interactions. Try a smaller --k-core")
+        stages.append(f"0 in the {config.k_core}-core (--k-core)")
+        raise _nothing_left(name, stages, "try a smaller --k-core (0 = off)"
+                            + (" or a lower --min-rating" if config.min_rating is not None else ""))
 
     # chronological order within users, users in order of first appearance in the input
     df = df.with_columns(pl.col("order").min().over("user").alias("_user_first"))
