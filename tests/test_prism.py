@@ -1,4 +1,6 @@
 """PRISM module: experts, masking, losses, fusion, ablations, missing modalities, the seam."""
+import math
+
 import pytest
 import torch
 
@@ -121,6 +123,7 @@ def test_pooled_context_never_includes_padding():
     {"content_gate": True, "fusion_scope": "sequence", "combine": "concat"},
     {"loss_items": 4}, {"loss_items": 4, "masking": "random", "lambda_transition": 0.1},
     {"id_dropout": 0.5}, {"method": "concat", "id_dropout": 0.5}, {"id_dropout": 0.5, "synergy_contrast": True},
+    {"lambda_id_align": 0.1}, {"lambda_id_align": 0.1, "synergy_contrast": True, "lambda_synergy": 0.0},
 ])
 def test_every_variant_builds_and_trains_a_step(prism):
     model = make(prism)
@@ -453,7 +456,8 @@ def test_transition_loss_needs_representation_level_prism():
 def _item_level_losses(model, items):
     fuser = model.item_input.fuser
     modal = model.item_input.modalities(items)
-    return fuser.item_losses(items, modal, fuser.expert_outputs(modal), item_seq=items[None])
+    return fuser.item_losses(items, modal, fuser.expert_outputs(modal), model.item_input.id_input(items),
+                             item_seq=items[None])
 
 
 def test_loss_items_at_or_above_the_step_items_is_the_full_loss():
@@ -547,3 +551,36 @@ def test_id_dropout_hides_the_id_embedding_of_some_positions_in_training_only():
 def test_id_dropout_must_be_a_probability():
     with pytest.raises(Exception, match="id_dropout"):
         PRISMConfig(enabled=True, id_dropout=1.0)
+
+
+def test_id_alignment_loss_rewards_experts_that_point_at_their_own_id():
+    from prismrec.prism.losses import id_alignment_loss
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randn(12, D, generator=g)
+    aligned = ids[:, None, :].expand(12, 3, D) * 2.0  # every expert = its item's ID direction
+    shuffled = aligned[torch.roll(torch.arange(12), 1)]
+    noise = torch.randn(12, 3, D, generator=g)
+    a, s, n = (id_alignment_loss(x, ids, 0.1).item() for x in (aligned, shuffled, noise))
+    assert a < n < s  # own ID < unrelated < someone else's ID
+    assert a < 0.5 < math.log(12) < n  # random directions do no better than chance
+
+
+def test_id_alignment_loss_is_reported_and_reaches_the_experts_not_the_ids():
+    model = make({"lambda_id_align": 0.5, "lambda_unique": 0.0, "lambda_synergy": 0.0, "lambda_redundancy": 0.0})
+    model.train()
+    out = model.training_loss(batch())
+    assert set(k for k in out.parts if k.startswith("L_")) == {"L_id_align"}
+    model.zero_grad()
+    ctx = model._aux_context(batch(), batch().item_seq != 0)
+    model.item_input._batch_items = None
+    loss = model.item_input.auxiliary_losses(ctx)["L_id_align"]
+    loss.backward()
+    assert model.item_input.fuser.experts.weights[0].grad.abs().sum() > 0
+    id_grad = model.item_input.id_input.embedding.weight.grad
+    assert id_grad is None or id_grad.abs().sum() == 0  # the IDs are a target, not pulled to content
+
+
+def test_id_alignment_needs_representation_level_prism():
+    with pytest.raises(Exception, match="lambda_id_align"):
+        PRISMConfig(enabled=True, lambda_id_align=0.1, loss_on="prediction")

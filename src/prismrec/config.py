@@ -286,7 +286,8 @@ AUTO_PATIENCE = {"ce": 20, "bce": 30}
 NEUTRAL_ADDITIONS = frozenset({"data.synthetic.synergy_categories", "model.prism.lambda_transition",
                                "model.prism.transition_temperature", "model.stosa.content_streams",
                                "model.prism.content_gate", "model.prism.loss_items",
-                               "data.synthetic.oracle_modality", "model.prism.id_dropout"})
+                               "data.synthetic.oracle_modality", "model.prism.id_dropout",
+                               "model.prism.lambda_id_align"})
 
 #: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.time_limit_minutes", "train.device",

@@ -82,7 +82,15 @@ class PRISMConfig:
     content properties predict the next item; with ``synergy_contrast`` the synergy expert can meet
     it only with interactions between modalities. Needs ``loss_on=representation``."""
     transition_temperature: float = 0.1
-    """Softmax temperature of that loss."""
+    """Softmax temperature of that loss (and of ``lambda_id_align``'s)."""
+    lambda_id_align: float = 0.0
+    """Not in the paper (0 = off). Weight of an item-level contrastive loss: every expert's embedding of
+    each of the step's distinct items should pick out that item's own ID embedding (detached, so it is
+    a target that the IDs do not move towards) among the ID embeddings of the step's items (cosine,
+    InfoNCE, temperature ``transition_temperature``, mean over items and experts). The ID embeddings
+    hold what the interactions taught the model about each item, including properties that only an
+    interaction of modalities reveals; with ``synergy_contrast`` the synergy expert can match those
+    only by computing interactions. Needs ``loss_on=representation``."""
     fusion: Literal["adaptive", "uniform"] = "adaptive"
     """``adaptive``: the Adaptive Fusion Layer (Eqs. 10-11); ``uniform``: equal weights ("w/o AFL")."""
     fusion_scope: Literal["causal", "sequence"] = "causal"
@@ -158,6 +166,11 @@ class PRISMConfig:
                               "(it samples the items of the item-level interaction losses)")
         if self.lambda_transition < 0 or self.transition_temperature <= 0:
             raise ConfigError("model.prism.lambda_transition must be >= 0 and transition_temperature > 0")
+        if self.lambda_id_align < 0:
+            raise ConfigError("model.prism.lambda_id_align must be >= 0")
+        if self.lambda_id_align > 0 and (self.method != "prism" or self.loss_on != "representation"):
+            raise ConfigError("model.prism.lambda_id_align needs model.prism.method=prism and "
+                              "loss_on=representation (it is an item-level loss on the experts' outputs)")
         if self.lambda_transition > 0 and (self.method != "prism" or self.loss_on != "representation"):
             raise ConfigError("model.prism.lambda_transition needs model.prism.method=prism and "
                               "loss_on=representation (it is an item-level loss on the experts' outputs)")

@@ -23,7 +23,7 @@ from ..models.ops import gather_rows
 from .config import PRISMConfig
 from .experts import ACTIVATIONS, InteractionExperts, expert_names
 from .fusion import AdaptiveFusion, UniformFusion
-from .losses import consecutive_pairs, interaction_losses, transition_loss
+from .losses import consecutive_pairs, id_alignment_loss, interaction_losses, transition_loss
 from .masking import keep_one_modality, replacement, unimodal_views
 
 
@@ -52,8 +52,8 @@ class Fuser(nn.Module):
                            batch_items: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
                            ) -> dict[str, torch.Tensor]:
         """``encode_items``: item ids (...) -> projected modalities (..., M, D). ``batch_items``: the
-        training forward's (distinct items (U,), their modalities (U, M, D), item parts (U, ...)) for
-        this batch, reusable instead of recomputing them."""
+        training forward's (distinct items (U,), their modalities (U, M, D), item parts (U, ...), ID
+        embeddings (U, D)) for this batch, reusable instead of recomputing them."""
         return {}
 
     #: True when the interaction losses are a function of the batch's distinct items alone (then a
@@ -61,9 +61,10 @@ class Fuser(nn.Module):
     item_level_losses: bool = False
 
     def item_losses(self, items: torch.Tensor, modal: torch.Tensor, item_part: torch.Tensor,
-                    item_seq: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Item-level losses from distinct items (U,), their modalities (U, M, D) and item parts;
-        ``item_seq`` (B, L): the histories they come from (for losses on consecutive items)."""
+                    id_items: torch.Tensor, item_seq: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Item-level losses from distinct items (U,), their modalities (U, M, D), item parts and ID
+        embeddings (U, D); ``item_seq`` (B, L): the histories they come from (for losses on
+        consecutive items)."""
         return {}
 
 
@@ -124,14 +125,16 @@ class PRISMFuser(Fuser):
 
     @property
     def item_level_losses(self) -> bool:
-        return self.cfg.loss_on == "representation" and (self.losses_on or self.cfg.lambda_transition > 0)
+        return self.cfg.loss_on == "representation" and (self.losses_on or self.cfg.lambda_transition > 0
+                                                         or self.cfg.lambda_id_align > 0)
 
     def interaction_losses(self, encode_items, ctx, id_emb, combine, batch_items=None):
         if self.item_level_losses:
             if batch_items is None:
-                items = torch.unique(ctx.item_seq[ctx.padding_mask])
+                items, where = torch.unique(ctx.item_seq[ctx.padding_mask], return_inverse=True)
                 modal = encode_items(items)
-                batch_items = (items, modal, self.expert_outputs(modal))
+                id_items = id_emb.new_zeros(len(items), id_emb.shape[-1]).index_copy(0, where, id_emb[ctx.padding_mask])
+                batch_items = (items, modal, self.expert_outputs(modal), id_items)
             return self.item_losses(*batch_items, item_seq=ctx.item_seq)
         if not self.losses_on:
             return {}
@@ -139,10 +142,11 @@ class PRISMFuser(Fuser):
         return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
                                   self.cfg.margin)
 
-    def item_losses(self, items, modal, item_part, item_seq):
+    def item_losses(self, items, modal, item_part, id_items, item_seq):
         """``representation`` losses: each distinct real item of the batch once (expert outputs depend
         on the item alone); ``item_part`` (the experts' outputs on the full input) is the full term.
-        Plus ``lambda_transition``'s loss over the consecutive items of ``item_seq``.
+        Plus ``lambda_transition``'s loss over the consecutive items of ``item_seq`` and
+        ``lambda_id_align``'s against the items' (detached) ID embeddings ``id_items``.
         Only called when :attr:`item_level_losses`."""
         out: dict[str, torch.Tensor] = {}
         if self.losses_on:
@@ -162,6 +166,10 @@ class PRISMFuser(Fuser):
             if len(first):
                 out["L_transition"] = self.cfg.lambda_transition * transition_loss(
                     item_part, first, second, self.cfg.transition_temperature, candidates=items != PAD_ID)
+        if self.cfg.lambda_id_align > 0:
+            real = items != PAD_ID
+            out["L_id_align"] = self.cfg.lambda_id_align * id_alignment_loss(
+                item_part[real], id_items[real].detach(), self.cfg.transition_temperature)
         return out
 
     def _prediction_outputs(self, modal, ctx, id_emb, combine):

@@ -98,7 +98,7 @@ class MultimodalItemInput(ItemInput):
         if self.content_gate is not None:
             content = self.content_gate(per_item, id_items, where, padding_mask) * content
         if self.training and torch.is_grad_enabled() and modal is not None:
-            self._batch_items = (item_seq, (items, modal, per_item))
+            self._batch_items = (item_seq, (items, modal, per_item, id_items))
         id_emb = gather_rows(id_items, where)  # (B, L, D)
         if self.training and self.id_dropout > 0:  # these positions must be told apart by content alone
             keep = torch.rand(item_seq.shape + (1,), device=id_emb.device) >= self.id_dropout  # (B, L, 1)
@@ -129,7 +129,7 @@ class MultimodalItemInput(ItemInput):
         if step is None:
             return [], {}
         carry = [(out * leaf.grad).sum() for out, leaf in zip(step.outputs, step.leaves) if leaf.grad is not None]
-        aux = (self.fuser.item_losses(step.items, step.modal, step.outputs[1], step.item_seq)
+        aux = (self.fuser.item_losses(step.items, step.modal, step.outputs[1], step.outputs[0], step.item_seq)
                if losses and self.fuser.item_level_losses else {})
         return carry, aux
 

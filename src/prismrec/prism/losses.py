@@ -9,7 +9,8 @@ only modality ``m``. d = 1 - cos (cosine distance).
 * redundancy (Eq. 8): 1 - mean_m cos(full, views[m]): any single modality should suffice.
 
 Not in the paper: ``transition_loss``, an InfoNCE that asks every expert's item embedding to pick out
-the next item of the training histories (``model.prism.lambda_transition``).
+the next item of the training histories (``model.prism.lambda_transition``), and ``id_alignment_loss``,
+one that asks it to pick out the item's own ID embedding (``model.prism.lambda_id_align``).
 """
 from __future__ import annotations
 
@@ -84,3 +85,14 @@ def transition_loss(outputs: torch.Tensor, first: torch.Tensor, second: torch.Te
     logits = logits.masked_fill(excluded, float("-inf"))
     E = logits.shape[0]
     return F.cross_entropy(logits.flatten(0, 1), second.repeat(E))
+
+
+def id_alignment_loss(outputs: torch.Tensor, id_rows: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE per expert: each item's expert embedding should pick out its own ID embedding among the
+    ID embeddings of all rows. outputs (P, E, D), id_rows (P, D) (detached by the caller) -> () mean
+    over items and experts."""
+    z = F.normalize(outputs, dim=-1)  # (P, E, D)
+    t = F.normalize(id_rows, dim=-1)  # (P, D)
+    logits = torch.einsum("ped,qd->epq", z, t) / temperature  # (E, P, P)
+    E, P = logits.shape[0], logits.shape[1]
+    return F.cross_entropy(logits.flatten(0, 1), torch.arange(P, device=logits.device).repeat(E))
