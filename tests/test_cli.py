@@ -209,3 +209,16 @@ def test_inspect_reports_prediction_layer_weights_for_user_output_fusion(tmp_pat
         assert abs(sum(r["mean"] for r in out[key]) - 1.0) < 1e-5
     assert main(["inspect", "--run", str(run)]) == 0
     assert "prediction-layer fusion weights" in capsys.readouterr().out
+
+
+def test_train_help_lists_every_config_section_key():
+    import dataclasses
+
+    from prismrec.cli.run import _config_help
+    from prismrec.config import ExperimentConfig
+
+    text = " ".join(_config_help().split())  # unwrap
+    for section in dataclasses.fields(ExperimentConfig):
+        for f in dataclasses.fields(section.default_factory()):
+            assert f"{section.name}.{f.name}" in text
+    assert "model.prism.*" in text and "model.stosa.*" in text

@@ -9,18 +9,26 @@ from pathlib import Path
 
 from ..config import RESUMABLE_CHANGES
 
-CONFIG_HELP = """\
-Configuration: defaults <- --config YAML <- --data/--device flags <- --set overrides.
-Sections and keys (`prismrec config` prints every key with its default and meaning):
-  data.path, data.max_seq_len, data.min_seq_len, data.modalities, data.synthetic.*
-  model.backbone, model.hidden_dim, model.num_layers, model.num_heads, model.dropout, model.ffn_mult,
-  model.block, model.input_scale, model.positions,
-  model.prism.* (enabled, method, drop_experts, masking, loss_on, lambda_*, fusion, fusion_scope, ...)
-  train.loss (ce|bce), train.optimizer, train.lr, train.weight_decay, train.epochs, train.batch_size,
-  train.length_bucketing, train.micro_batches,
-  train.patience, train.metric, train.eval_every, train.grad_clip, train.seed, train.device, train.num_threads
-  eval.ks, eval.exclude_history, eval.batch_size
-An unknown key is an error that lists the valid keys."""
+def _config_help() -> str:
+    """The key summary of ``train --help``, generated from the config dataclasses so it cannot drift:
+    each section's plain keys, nested sections as ``section.sub.*``."""
+    import dataclasses
+    import textwrap
+
+    from ..config import ExperimentConfig
+
+    def nested(f: dataclasses.Field) -> bool:
+        return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())
+
+    lines = []
+    for section in dataclasses.fields(ExperimentConfig):
+        keys = [f"{section.name}.{f.name}" + (".*" if nested(f) else "")
+                for f in dataclasses.fields(section.default_factory())]
+        lines += textwrap.wrap(", ".join(keys), 100, initial_indent="  ", subsequent_indent="  ",
+                               break_on_hyphens=False)
+    return ("Configuration: defaults <- --config YAML <- --data/--device flags <- --set overrides.\n"
+            "Sections and keys (`prismrec config` prints every key with its default and meaning):\n"
+            + "\n".join(lines) + "\nAn unknown key is an error that lists the valid keys.")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "the same way (best epoch restored, tested and saved; stop_reason "
                                    "\"interrupted\"); a second interrupt aborts. After every epoch the run directory's "
                                    "resume/ folder holds what --resume needs to continue the run exactly (e.g. after a "
-                                   "time limit, an interrupt or a crash; train.resume_state).\n\n" + CONFIG_HELP,
+                                   "time limit, an interrupt or a crash; train.resume_state).\n\n" + _config_help(),
                        formatter_class=fmt)
     p.add_argument("--config", metavar="FILE.yaml", help="YAML recipe; lists only what differs from defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
