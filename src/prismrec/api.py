@@ -295,6 +295,11 @@ def _leaves(cfg, prefix: str = ""):
 def load_run(run_dir: str | Path, device: str | None = None, data_path: str | None = None) -> Run:
     """Rebuild a saved run: config -> data -> model, then load the safetensors weights."""
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir}: the run folder does not exist (no config.yaml to load; expected a "
+                                f"folder written by `prismrec train --output-dir`)")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: not a folder (expected a prismrec run directory holding config.yaml)")
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir}: no config.yaml (is this a prismrec run directory?)")
     extra = {"data": {"path": data_path}} if data_path else None

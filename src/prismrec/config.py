@@ -449,8 +449,31 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read config {path}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} "
                           f"at offset {exc.start}); a config must be a UTF-8 YAML text file") from None
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """``yaml.safe_load`` semantics, except that a key repeated in one mapping is an error (plain
+        YAML silently keeps the last one, e.g. of two ``train:`` sections). Merge keys (``<<``) may
+        still be overridden."""
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    line = key_node.start_mark.line + 1
+                    try:
+                        first = seen.get(key)
+                    except TypeError:  # unhashable: the base constructor reports it
+                        continue
+                    if first is not None:
+                        raise ConfigError(f"{path}:{line}: duplicate key {key!r} (first at line {first}); "
+                                          f"YAML would silently keep only the last one: merge them")
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: builds plain data, never executes
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if data is None:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = dsub.add_parser("export-recbole", help="write RecBole atomic files (.inter, .item)",
                         description="Export a dataset as RecBole atomic files. Timestamps are ordinal (the k-th "
                                     "item of a user gets k) so RecBole's order equals the sequences.")
-    e.add_argument("--data", required=True, metavar="PATH", help="prepared or benchmark folder")
+    e.add_argument("--data", required=True, metavar="PATH", help="sequence file, prepared folder, or benchmark folder")
     e.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     e.add_argument("--name", help="file stem of <name>.inter / <name>.item (default: the dataset name)")
     e.set_defaults(func=cmd_export_recbole)
@@ -87,7 +87,8 @@ def _register_prepare(dsub) -> None:
     r.add_argument("--item-field", default="item_id", help="item id field of .inter/.item (default: item_id)")
     r.add_argument("--time-field", default="timestamp",
                    help="timestamp field of .inter (default: timestamp; absent = file order)")
-    r.add_argument("--rating-field", default="rating", help="rating field of .inter, used by --min-rating")
+    r.add_argument("--rating-field", default="rating",
+                   help="rating field of .inter, used by --min-rating (default: rating)")
     r.add_argument("--text-field", help="text field of .item (default: first of text, title, name, ...)")
     r.add_argument("--attribute-fields", nargs="+", metavar="FIELD",
                    help="attribute fields of .item (default: every other token/token_seq field)")
@@ -174,6 +175,7 @@ def cmd_prepare_source(args) -> int:
     elif args.source == "yelp":
         ds = import_yelp(args.reviews, args.business, **common)
     else:
+        _check_rating_field(args)
         ds = import_recbole(args.inter, args.item, user_field=args.user_field, item_field=args.item_field,
                             time_field=args.time_field, rating_field=args.rating_field, text_field=args.text_field,
                             attribute_fields=args.attribute_fields, seq_separator=args.seq_separator, **common)
@@ -191,6 +193,25 @@ def cmd_prepare_source(args) -> int:
         print(f"metadata: {report['items_with_metadata']:,} items matched, {report['items_with_text']:,} with text, "
               f"{report['items_with_attributes']:,} with attributes, {report['items_with_image_url']:,} with image URL")
     return 0
+
+
+def _check_rating_field(args) -> None:
+    """``--min-rating`` with a ``--rating-field`` the .inter header lacks: name the field and list the header's
+    (checked before the import, which would only say that the source has no ratings)."""
+    from ..data.importers.lines import iter_line_chunks
+    from ..data.importers.recbole import parse_header
+    from ..data.sequences import DataError
+
+    if args.min_rating is None:
+        return
+    inter = Path(args.inter)
+    for chunk in iter_line_chunks(inter, chunk_bytes=1 << 16, progress=False):
+        if chunk.height:
+            names = [n for n, _ in parse_header(chunk["line"][0], inter)]
+            if args.rating_field not in names:
+                raise DataError(f"{inter}: --min-rating needs ratings, but there is no field {args.rating_field!r} "
+                                f"in the header (fields: {', '.join(names)}); name it with --rating-field")
+            return
 
 
 def cmd_export_recbole(args) -> int:

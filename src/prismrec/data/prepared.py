@@ -266,6 +266,9 @@ def read_tsv_strings(path: Path) -> TsvTable:
     """Read a headed TSV file; every row must have as many fields as the header (file:line errors)."""
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file is missing (expected a headed TSV file; the folder may be incomplete: "
+                        f"prepare it again)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read as UTF-8 text: {exc}") from None
     if lines and lines[-1] == "":
@@ -341,6 +344,13 @@ def read_feature(folder: str | Path, modality: str, *, num_items: int, fingerpri
     if info.get("num_items") != num_items:
         raise DataError(f"feature {modality!r} in {folder} is for {info.get('num_items')} items but the dataset "
                         f"has {num_items}; {fix}")
+    try:
+        with open(npy, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise DataError(f"cannot read {npy}: {exc.strerror}") from None
+    if magic != b"\x93NUMPY":  # np.load would call any other file "pickled (object) data"
+        raise DataError(f"{npy}: not a valid .npy file (no NumPy header); {fix}")
     try:
         values = np.load(npy, allow_pickle=False)
     except (OSError, ValueError) as exc:

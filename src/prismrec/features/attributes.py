@@ -81,7 +81,7 @@ def build_attribute_features(data: str | Path, *, method: str = "svd", dim: int 
         full = svd_embedding(attrs, dim, seed)
         version = f"scikit-learn {sklearn.__version__}"
     else:
-        enc = load_text_encoder(model, device=device) if isinstance(model, str) else model
+        enc = load_text_encoder(model, device=device, progress=progress) if isinstance(model, str) else model
         full = name_embedding(attrs, enc, batch_size)
         version = enc.version
     items = np.flatnonzero(attrs.counts() > 0).astype(np.int64)

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..data.dataset import RecDataset
 from ..data.sequences import DataError
-from .store import FeatureResult, encode_in_chunks, existing_result, inputs_hash, is_current, l2_normalize, open_prepared
+from .store import (FeatureResult, encode_in_chunks, existing_result, inputs_hash, is_current, l2_normalize,
+                    model_loading_bars, open_prepared)
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,9 @@ class ClipEncoder:
         return l2_normalize(emb.float().cpu().numpy()).astype(np.float32)
 
 
-def load_clip(spec: str = DEFAULT_CLIP_MODEL, device: str = "cpu") -> ClipEncoder:
-    """A CLIP model by hub name or local folder (saved with ``save_pretrained``)."""
+def load_clip(spec: str = DEFAULT_CLIP_MODEL, device: str = "cpu", progress: bool = True) -> ClipEncoder:
+    """A CLIP model by hub name or local folder (saved with ``save_pretrained``); ``progress=False`` hides
+    the loaders' progress bars."""
     try:
         import transformers
         from transformers import CLIPModel, CLIPProcessor
@@ -91,8 +93,9 @@ def load_clip(spec: str = DEFAULT_CLIP_MODEL, device: str = "cpu") -> ClipEncode
         raise DataError(f"CLIP features need the 'features' extra ({exc.name} is not installed): "
                         f"pip install 'prismrec[features]'") from None
     try:
-        model = CLIPModel.from_pretrained(spec)
-        processor = CLIPProcessor.from_pretrained(spec)
+        with model_loading_bars(progress):
+            model = CLIPModel.from_pretrained(spec)
+            processor = CLIPProcessor.from_pretrained(spec)
     except Exception as exc:  # hub/offline/format errors come in many types
         raise DataError(f"cannot load CLIP model {spec!r}: {str(exc).rstrip('.')}. Without network access give a local folder "
                         f"holding a CLIP model and processor") from None
@@ -133,7 +136,9 @@ def build_clip_features(data: str | Path, *, model: str | ClipEncoder = DEFAULT_
                         image_dir: str | Path | None = None, image_modality: str | None = "image",
                         text_modality: str | None = "clip_text", batch_size: int = 32, device: str = "cpu",
                         force: bool = False, chunk_size: int = 1024, progress: bool = True) -> list[FeatureResult]:
-    """Write CLIP image (and text) features into a prepared folder; either modality may be None."""
+    """Write CLIP image (and text) features into a prepared folder; either modality may be None, not both."""
+    if not image_modality and not text_modality:
+        raise DataError("CLIP features: image_modality and text_modality are both empty; nothing to encode")
     folder = Path(data)
     ds = open_prepared(folder)
     spec = model if isinstance(model, str) else model.name
@@ -143,7 +148,7 @@ def build_clip_features(data: str | Path, *, model: str | ClipEncoder = DEFAULT_
     def get_encoder() -> ClipEncoder:
         nonlocal enc
         if enc is None:
-            enc = load_clip(spec, device=device)
+            enc = load_clip(spec, device=device, progress=progress)
         return enc
 
     def batched(fn, inputs):

@@ -12,9 +12,10 @@ import hashlib
 import json
 import logging
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -49,6 +50,9 @@ class FeatureResult:
 def open_prepared(folder: str | Path) -> RecDataset:
     """The prepared dataset features are built for (metadata only, no feature matrices)."""
     folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"{folder} is not a prepared dataset folder: the path does not exist (give a folder "
+                        f"written by `prismrec data prepare`)")
     if not is_prepared(folder):
         raise DataError(f"{folder} is not a prepared dataset folder (no dataset.json); features are written into "
                         f"prepared folders: run `prismrec data prepare folder --from-folder {folder} --out DIR` "
@@ -150,6 +154,38 @@ def encode_in_chunks(folder: Path, modality: str, ds: RecDataset, items: np.ndar
     except OSError:
         pass
     return values, present
+
+
+@contextmanager
+def model_loading_bars(progress: bool) -> Iterator[None]:
+    """Inside: transformers' and huggingface_hub's progress bars (e.g. "Loading weights") follow
+    ``progress``; their previous state is restored on exit."""
+    if progress:
+        yield
+        return
+    try:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    except ImportError:
+        hub = None
+    else:
+        hub = are_progress_bars_disabled()
+        disable_progress_bars()
+    try:
+        from transformers.utils import logging as tf_logging
+    except ImportError:
+        tf_logging = None
+    tf_on = tf_logging.is_progress_bar_enabled() if tf_logging is not None else False
+    if tf_logging is not None:
+        tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if tf_on:
+            tf_logging.enable_progress_bar()
+        if hub is False:
+            enable_progress_bars()
+        elif hub is True:
+            disable_progress_bars()
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data.sequences import DataError
-from .store import FeatureResult, encode_in_chunks, existing_result, inputs_hash, is_current, open_prepared
+from .store import (FeatureResult, encode_in_chunks, existing_result, inputs_hash, is_current, model_loading_bars,
+                    open_prepared)
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,15 @@ class TextEncoder:
         return np.asarray(emb, dtype=np.float32)
 
 
-def load_text_encoder(spec: str = DEFAULT_TEXT_MODEL, device: str = "cpu", normalize: bool = True) -> TextEncoder:
-    """Load ``spec``: a packaged model name (see ``PACKAGED_MODELS``), a hub name or a local path."""
+def load_text_encoder(spec: str = DEFAULT_TEXT_MODEL, device: str = "cpu", normalize: bool = True,
+                      progress: bool = True) -> TextEncoder:
+    """Load ``spec``: a packaged model name (see ``PACKAGED_MODELS``), a hub name or a local path.
+    ``progress=False`` hides the loaders' progress bars (transformers' "Loading weights")."""
+    with model_loading_bars(progress):
+        return _load_text_encoder(spec, device, normalize)
+
+
+def _load_text_encoder(spec: str, device: str, normalize: bool) -> TextEncoder:
     package = PACKAGED_MODELS.get(spec.lower().replace("_", "-"))
     try:
         if package is not None:
@@ -84,7 +92,7 @@ def build_text_features(data: str | Path, *, model: str | TextEncoder = DEFAULT_
     if not force and is_current(folder, modality, ds, spec, params):
         return existing_result(folder, modality)
     t0 = time.perf_counter()
-    enc = load_text_encoder(model, device=device) if isinstance(model, str) else model
+    enc = load_text_encoder(model, device=device, progress=progress) if isinstance(model, str) else model
     values, present = encode_in_chunks(
         folder, modality, ds, items, lambda ids: enc.encode([texts[i - 1] for i in ids], batch_size=batch_size),
         encoder=spec, encoder_version=enc.version, params=params, chunk_size=chunk_size, progress=progress)
