@@ -17,6 +17,11 @@ TINY = [
 ]
 
 
+def sets(items: list[str]) -> list[str]:
+    """``--set`` flags for the CLI: ["a=1", "b=2"] -> ["--set", "a=1", "--set", "b=2"]."""
+    return [arg for item in items for arg in ("--set", item)]
+
+
 @pytest.fixture
 def tiny_cfg() -> ExperimentConfig:
     """A synthetic world and model small enough for a full train/eval cycle in about a second."""

@@ -10,14 +10,7 @@ import pytest
 from prismrec.cli import build_parser, main
 from prismrec.confdoc import markdown
 
-from conftest import REPO, TINY
-
-
-def sets(items):
-    out = []
-    for i in items:
-        out += ["--set", i]
-    return out
+from conftest import REPO, TINY, sets
 
 
 def test_train_evaluate_recommend_round_trip(tmp_path, capsys):

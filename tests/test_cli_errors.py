@@ -10,14 +10,7 @@ from prismrec.cli import main
 from prismrec.config import ConfigError, build_config
 from prismrec.training.trainer import Trainer
 
-from conftest import TINY
-
-
-def sets(items):
-    out = []
-    for i in items:
-        out += ["--set", i]
-    return out
+from conftest import TINY, sets
 
 
 def one_error_line(capsys, needle):

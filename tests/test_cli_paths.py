@@ -14,16 +14,9 @@ from prismrec.data.attributes import ItemAttributes
 from prismrec.data.dataset import RecDataset
 from prismrec.data.prepared import write_prepared
 
-from conftest import TINY
+from conftest import TINY, sets
 
 ONE_EPOCH = TINY + ["train.epochs=1"]
-
-
-def sets(items):
-    out = []
-    for i in items:
-        out += ["--set", i]
-    return out
 
 
 def fails(argv, capsys, *needles) -> str:
