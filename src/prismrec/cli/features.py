@@ -103,13 +103,9 @@ def cmd_text(args) -> int:
 
 
 def cmd_clip(args) -> int:
-    from ..config import ConfigError
     from ..features.clip import build_clip_features
 
-    if not args.image_modality and not args.text_modality:
-        raise ConfigError("features clip: --image-modality '' and --text-modality '' skip both matrices; "
-                          "nothing to encode (give at least one modality name)")
-    _check_device(args.device)
+    _check_device(args.device)  # build_clip_features refuses empty --image-modality and --text-modality
     for r in build_clip_features(args.data, model=args.model, image_dir=args.image_dir,
                                  image_modality=args.image_modality or None, text_modality=args.text_modality or None,
                                  batch_size=args.batch_size, device=args.device, force=args.force,

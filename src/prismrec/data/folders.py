@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .attributes import ItemAttributes
 from .dataset import RecDataset
-from .prepared import check_ids, int_column, is_prepared, read_json, read_prepared, read_tsv_strings
+from .prepared import check_ids, int_column, is_prepared, json_object, read_json, read_prepared, read_tsv_strings
 from .sequences import INT_TOKEN, DataError, read_sequence_file
 
 log = logging.getLogger(__name__)
@@ -44,17 +44,6 @@ def load_folder(folder: Path, *, min_seq_len: int = 3, modalities: tuple[str, ..
     return load_benchmark_folder(folder, min_seq_len=min_seq_len)
 
 
-_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
-               type(None): "null"}
-
-
-def _json_object(value, path: Path, what: str) -> dict:
-    """``value`` if it is a JSON object, else a DataError naming the file and what was expected."""
-    if not isinstance(value, dict):
-        raise DataError(f"{path}: expected {what} to be a JSON object, found {_JSON_KINDS.get(type(value), 'other')}")
-    return value
-
-
 def _id_list(mapping: dict, n: int, path: Path, what: str) -> list[str]:
     try:
         ids = [mapping[str(i)] for i in range(1, n + 1)]
@@ -74,17 +63,17 @@ def load_benchmark_folder(folder: Path, *, min_seq_len: int = 3) -> RecDataset:
     maps = None
     datamaps = folder / "datamaps.json"
     if datamaps.is_file():
-        maps = _json_object(read_json(datamaps), datamaps, "the top level")
+        maps = json_object(read_json(datamaps), datamaps, "the top level")
         if "id2item" not in maps:
             raise DataError(f"{datamaps}: no 'id2item' object (item id -> raw item id)")
-        id2item = _json_object(maps["id2item"], datamaps, "'id2item'")
+        id2item = json_object(maps["id2item"], datamaps, "'id2item'")
         num_items = len(id2item)
         raw_ids = _id_list(id2item, num_items, datamaps, "item")
     seqs, _ = read_sequence_file(seq_file, min_len=min_seq_len, num_items=num_items)
     if num_items is None:
         num_items = seqs.num_items
     if maps is not None and "id2user" in maps:
-        id2user = _json_object(maps["id2user"], datamaps, "'id2user'")
+        id2user = json_object(maps["id2user"], datamaps, "'id2user'")
         missing = [int(u) for u in seqs.user_ids[:] if str(int(u)) not in id2user]
         if missing:
             raise DataError(f"{datamaps}: no raw id for user {missing[0]} of {seq_file.name}")
@@ -137,7 +126,7 @@ def _benchmark_item_attributes(folder: Path, maps: dict | None, num_items: int) 
     if not cands:
         return None
     path = cands[0]
-    item2attr = _json_object(read_json(path), path, "the top level (item id -> attribute ids)")
+    item2attr = json_object(read_json(path), path, "the top level (item id -> attribute ids)")
     per_item_ids: list[list[int]] = []
     for i in range(1, num_items + 1):
         ids = item2attr.get(str(i), [])
@@ -149,7 +138,7 @@ def _benchmark_item_attributes(folder: Path, maps: dict | None, num_items: int) 
     names: dict[int, str] | None = None
     id2name = folder / "derived" / "attribute_id2name.json"
     if id2name.is_file():
-        id2names = _json_object(read_json(id2name), id2name, "the top level (attribute id -> name)")
+        id2names = json_object(read_json(id2name), id2name, "the top level (attribute id -> name)")
         bad = next((k for k in id2names if not INT_TOKEN.fullmatch(k)), None)
         if bad is not None:
             raise DataError(f"{id2name}: key {bad!r} is not an integer attribute id")

@@ -223,11 +223,20 @@ def read_json(path: Path):
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
+
+
+def json_object(value, path: Path, what: str) -> dict:
+    """``value`` if it is a JSON object, else a DataError naming the file and what was expected."""
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected {what} to be a JSON object, found {_JSON_KINDS.get(type(value), 'other')}")
+    return value
+
+
 def read_dataset_json(folder: str | Path) -> dict:
     path = Path(folder) / DATASET_JSON
-    meta = read_json(path)
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    meta = json_object(read_json(path), path, "the top level")
     need = ("format_version", "num_users", "num_items", "num_interactions", "item_map_fingerprint")
     lacking = [k for k in need if k not in meta]
     if lacking:

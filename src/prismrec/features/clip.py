@@ -138,7 +138,8 @@ def build_clip_features(data: str | Path, *, model: str | ClipEncoder = DEFAULT_
                         force: bool = False, chunk_size: int = 1024, progress: bool = True) -> list[FeatureResult]:
     """Write CLIP image (and text) features into a prepared folder; either modality may be None, not both."""
     if not image_modality and not text_modality:
-        raise DataError("CLIP features: image_modality and text_modality are both empty; nothing to encode")
+        raise DataError("CLIP features: image_modality and text_modality (--image-modality, --text-modality) are "
+                        "both empty, which skips both matrices; nothing to encode (give at least one modality name)")
     folder = Path(data)
     ds = open_prepared(folder)
     spec = model if isinstance(model, str) else model.name
