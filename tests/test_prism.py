@@ -584,3 +584,60 @@ def test_id_alignment_loss_is_reported_and_reaches_the_experts_not_the_ids():
 def test_id_alignment_needs_representation_level_prism():
     with pytest.raises(Exception, match="lambda_id_align"):
         PRISMConfig(enabled=True, lambda_id_align=0.1, loss_on="prediction")
+
+
+def test_uniform_mix_schedule_falls_linearly_from_equal_weights_to_the_floor():
+    from prismrec.prism.fusion import UniformMix
+
+    mix = UniformMix(floor=0.2, warmup_epochs=4)
+    assert [mix.alpha_at(e) for e in (0, 1, 2, 3, 4, 5, 9)] == pytest.approx([1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.2])
+    assert UniformMix(floor=0.3, warmup_epochs=0).alpha_at(1) == pytest.approx(0.3)
+    w = torch.softmax(torch.randn(5, 3, 4), dim=-1)
+    mix.set_epoch(3)  # alpha = 0.6
+    mixed = mix(w)
+    assert torch.allclose(mixed, 0.6 / 4 + 0.4 * w)
+    assert torch.allclose(mixed.sum(-1), torch.ones(5, 3))
+    mix.set_epoch(9)
+    assert bool((mix(w) >= 0.2 / 4 - 1e-7).all())  # the floor: every expert keeps alpha / E
+
+
+def test_fusion_warmup_starts_at_equal_weights_in_both_fusion_layers_and_follows_the_epoch():
+    model = make({"fusion_warmup_epochs": 2, "output_content": True, "output_fusion": "user"}).eval()
+    ii, seq = model.item_input, batch().item_seq
+    with torch.no_grad():
+        assert torch.allclose(ii.fusion_weights(seq), torch.full((4, L, 4), 0.25))  # before training: alpha = 1
+        assert torch.allclose(ii.output_fusion_weights(model(seq)), torch.full((4, L, 4), 0.25))
+        model.on_epoch_start(3, None, torch.device("cpu"))  # past the warm-up, floor 0: the learned softmax
+        learned = ii.fusion_weights(seq)
+        assert not torch.allclose(learned, torch.full_like(learned, 0.25))
+        alphas = [m.alpha.item() for m in ii.modules() if type(m).__name__ == "UniformMix"]
+    assert alphas == [0.0, 0.0]
+
+
+def test_fusion_schedule_is_saved_with_the_weights_and_off_adds_no_state(tmp_path):
+    assert not any(k.endswith("mix.alpha") for k in make().state_dict())  # old checkpoints still load
+    from prismrec.config import ModelConfig as MC
+    from prismrec.prism.config import PRISMConfig as PC
+
+    cfg = MC(backbone="stosa", hidden_dim=D, num_layers=1, num_heads=2, dropout=0.0,
+             prism=PC(enabled=True, fusion_warmup_epochs=3, fusion_floor=0.1))
+    torch.manual_seed(0)
+    model = build_model(cfg, N, L, "ce", features())
+    model.on_epoch_start(2, None, torch.device("cpu"))
+    save_weights(model, tmp_path)  # the covariance stream shares the fusion layer and its schedule
+    torch.manual_seed(1)
+    other = build_model(cfg, N, L, "ce", features())
+    load_weights(other, tmp_path)
+    assert other.item_input.fuser.fusion.mix.alpha.item() == pytest.approx(0.1 + 0.9 * 2 / 3)
+    seq = batch().item_seq
+    with torch.no_grad():
+        assert torch.equal(model.eval().full_sort_scores(seq), other.eval().full_sort_scores(seq))
+
+
+@pytest.mark.parametrize("bad, match", [({"fusion_floor": 1.0}, "fusion_floor"),
+                                        ({"fusion_warmup_epochs": -1}, "fusion_warmup_epochs"),
+                                        ({"fusion_warmup_epochs": 3, "method": "concat"}, "learned fusion"),
+                                        ({"fusion_floor": 0.2, "fusion": "uniform"}, "learned fusion")])
+def test_fusion_schedule_settings_are_checked(bad, match):
+    with pytest.raises(Exception, match=match):
+        PRISMConfig(enabled=True, **bad)

@@ -23,6 +23,8 @@ VARIANTS = {
     "indirec": ["model.backbone=indirec", "model.indirec.num_intents=3", "model.indirec.diffusion_steps=20",
                 "model.indirec.sample_steps=4", "model.indirec.cl_max_samples=16"],  # per-epoch k-means
     "stosa-prism": ["model.backbone=stosa", "model.prism.enabled=true"],  # streams share PRISM's tensors
+    "prism-fusion-warmup": ["model.prism.enabled=true", "model.prism.fusion_warmup_epochs=3",  # per-epoch alpha
+                            "model.prism.output_content=true", "model.prism.output_fusion=user"],
 }
 
 

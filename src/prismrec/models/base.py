@@ -68,7 +68,9 @@ class SequentialRecommender(nn.Module):
         raise NotImplementedError
 
     def on_epoch_start(self, epoch: int, data, device: torch.device) -> None:
-        """Hook for per-epoch work (e.g. InDiRec's intent clustering). ``data``: LeaveOneOut."""
+        """Hook for per-epoch work (e.g. InDiRec's intent clustering; an override calls this first).
+        ``epoch`` is 1-based; ``data``: LeaveOneOut. Passes the epoch on to the item input."""
+        self.item_input.on_epoch_start(epoch)
 
     # --- shared -----------------------------------------------------------------------
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:

@@ -137,6 +137,7 @@ class InDiRec(SASRec):
 
     def on_epoch_start(self, epoch: int, data, device: torch.device) -> None:
         """Encode every training prefix and cluster the representations into intents (K-means)."""
+        super().on_epoch_start(epoch, data, device)
         start = time.perf_counter()
         was_training = self.training
         self.eval()  # representations without dropout

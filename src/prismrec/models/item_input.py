@@ -81,6 +81,9 @@ class ItemInput(nn.Module):
         the work of ``begin_batch``; the step's auxiliary losses if ``losses``). Plain inputs: ([], {})."""
         return [], {}
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Before each training epoch (1-based), e.g. to move a schedule. Plain inputs: nothing."""
+
     def sibling(self, id_input: "ItemInput") -> "ItemInput":
         """An item input for a second embedding stream of the same backbone (e.g. STOSA's
         covariance stream): uses ``id_input`` for IDs and shares every other component

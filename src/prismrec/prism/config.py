@@ -103,6 +103,17 @@ class PRISMConfig:
     """Dropout inside the fusion MLP."""
     temperature: float = 0.7
     """Softmax temperature of the fusion weights."""
+    fusion_warmup_epochs: int = 0
+    """Not in the paper (0 = off). Start the fusion weights at equal weights and move them linearly to
+    the learned ones over this many epochs: w = alpha / E + (1 - alpha) softmax(...), alpha = 1 in
+    epoch 1 falling to ``fusion_floor`` from epoch ``fusion_warmup_epochs + 1`` on. An expert that is
+    useless early (the synergy expert, before it has learned its interaction) is otherwise given almost
+    no weight, and with it almost no gradient from the recommendation loss. Applies to the adaptive
+    fusion layer and to ``output_fusion=user``'s weights; the weights that ``prismrec inspect`` reports
+    are the mixed ones the model uses."""
+    fusion_floor: float = 0.0
+    """Not in the paper (0 = off). The share alpha of equal weights kept in the fusion weights after any
+    warm-up (in [0, 1)): every expert keeps at least ``fusion_floor / E`` of the weight."""
     content_gate: bool = False
     """Not in the paper. A per-user gate on the input-side content: x_t = combine(e_id, g_t * content_t)
     with g_t = sigmoid(MLP(pool([e_id, item content]))) in (0, 1), pooled over the history like the
@@ -149,6 +160,14 @@ class PRISMConfig:
             raise ConfigError("model.prism dropouts must be in [0, 1)")
         if self.temperature <= 0:
             raise ConfigError("model.prism.temperature must be > 0")
+        if self.fusion_warmup_epochs < 0:
+            raise ConfigError("model.prism.fusion_warmup_epochs must be >= 0 (0 = off)")
+        if not 0.0 <= self.fusion_floor < 1.0:
+            raise ConfigError("model.prism.fusion_floor must be in [0, 1) (0 = off)")
+        if ((self.fusion_warmup_epochs > 0 or self.fusion_floor > 0)
+                and (self.method != "prism" or (self.fusion != "adaptive" and self.output_fusion != "user"))):
+            raise ConfigError("model.prism.fusion_warmup_epochs and fusion_floor need model.prism.method=prism "
+                              "with learned fusion weights (fusion=adaptive, or output_fusion=user)")
         if not 0.0 <= self.id_dropout < 1.0:
             raise ConfigError("model.prism.id_dropout must be in [0, 1)")
         if self.margin < 0:

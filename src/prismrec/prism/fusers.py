@@ -22,7 +22,7 @@ from ..models.item_input import AuxContext
 from ..models.ops import gather_rows
 from .config import PRISMConfig
 from .experts import ACTIVATIONS, InteractionExperts, expert_names
-from .fusion import AdaptiveFusion, UniformFusion
+from .fusion import AdaptiveFusion, UniformFusion, UniformMix
 from .losses import consecutive_pairs, id_alignment_loss, interaction_losses, transition_loss
 from .masking import keep_one_modality, replacement, unimodal_views
 
@@ -81,7 +81,8 @@ class PRISMFuser(Fuser):
                                           hidden_dim, cfg.expert_layers, cfg.expert_activation, cfg.expert_dropout)
         E = len(self.expert_names)
         self.fusion = (AdaptiveFusion(E, hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.temperature,
-                                      cfg.fusion_scope) if cfg.fusion == "adaptive" else UniformFusion())
+                                      cfg.fusion_scope, uniform_mix(cfg)) if cfg.fusion == "adaptive"
+                       else UniformFusion())
         self.loss_weights = {n: (cfg.lambda_unique_per_modality.get(n[len("unique_"):], cfg.lambda_unique)
                                  if n.startswith("unique_") else
                                  cfg.lambda_synergy if n == "synergy" else cfg.lambda_redundancy)
@@ -228,6 +229,11 @@ class GatedFuser(Fuser):
     def item_part(self, modal):
         a = torch.softmax(self.score(torch.tanh(self.proj(modal))), dim=-2)  # (..., M, 1)
         return (a * modal).sum(dim=-2)  # (..., D)
+
+
+def uniform_mix(cfg: PRISMConfig) -> UniformMix | None:
+    """The equal-weights mix of learned fusion weights (``fusion_warmup_epochs``/``fusion_floor``), if on."""
+    return UniformMix(cfg.fusion_floor, cfg.fusion_warmup_epochs) if cfg.fusion_warmup_epochs or cfg.fusion_floor else None
 
 
 def build_fuser(cfg: PRISMConfig, modalities: list[str], hidden_dim: int) -> Fuser:

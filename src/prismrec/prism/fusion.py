@@ -34,16 +34,45 @@ def pooled_mlp(mlp: nn.Sequential, per_item: torch.Tensor, where: torch.Tensor, 
     return rest(ctx)
 
 
+class UniformMix(nn.Module):
+    """Mixes softmax weights with uniform ones: w' = alpha / E + (1 - alpha) w (``fusion_floor``,
+    ``fusion_warmup_epochs``; not in the paper). alpha starts at 1 (equal weights) and falls linearly to
+    ``floor`` over the first ``warmup_epochs`` epochs (at once with 0), so every expert gets a share of
+    the recommendation loss's gradient while it is still learning what it carries, and keeps at least
+    ``floor / E`` of the weight afterwards. alpha is a buffer: a saved model keeps the alpha it was
+    evaluated with."""
+
+    def __init__(self, floor: float, warmup_epochs: int) -> None:
+        super().__init__()
+        self.floor, self.warmup_epochs = floor, warmup_epochs
+        self.register_buffer("alpha", torch.tensor(self.alpha_at(0)))
+
+    def alpha_at(self, epoch: int) -> float:
+        """alpha during (1-based) ``epoch``; epoch 0 = before training."""
+        if self.warmup_epochs == 0:
+            return self.floor
+        left = min(max(self.warmup_epochs - (epoch - 1), 0), self.warmup_epochs) / self.warmup_epochs
+        return self.floor + (1.0 - self.floor) * left
+
+    def set_epoch(self, epoch: int) -> None:
+        self.alpha.fill_(self.alpha_at(epoch))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.alpha / w.shape[-1] + (1.0 - self.alpha) * w
+
+
 class AdaptiveFusion(nn.Module):
-    """w = softmax(MLP([e_1, ..., e_E, e_id]) / T) per position (Eq. 10)."""
+    """w = softmax(MLP([e_1, ..., e_E, e_id]) / T) per position (Eq. 10), optionally mixed with equal
+    weights (:class:`UniformMix`)."""
 
     def __init__(self, num_experts: int, hidden_dim: int, fusion_hidden: int, dropout: float,
-                 temperature: float, scope: str) -> None:
+                 temperature: float, scope: str, mix: UniformMix | None = None) -> None:
         super().__init__()
         width = fusion_hidden or 2 * hidden_dim
         self.mlp = nn.Sequential(nn.Linear((num_experts + 1) * hidden_dim, width), nn.GELU(), Dropout(dropout),
                                  nn.Linear(width, num_experts))
         self.temperature, self.scope = temperature, scope
+        self.mix = mix
 
     def forward(self, experts: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
                 padding_mask: torch.Tensor) -> torch.Tensor:
@@ -52,7 +81,8 @@ class AdaptiveFusion(nn.Module):
         Eq. 10 is MLP(pool([e_1, ..., e_E, e_id])) per position (see :func:`pooled_mlp`)."""
         logits = pooled_mlp(self.mlp, torch.cat([experts.flatten(-2), id_items], dim=-1), where, padding_mask,
                             self.scope)
-        return torch.softmax(logits / self.temperature, dim=-1)  # (B, L, E)
+        w = torch.softmax(logits / self.temperature, dim=-1)  # (B, L, E)
+        return w if self.mix is None else self.mix(w)
 
 
 class ContentGate(nn.Module):
@@ -87,16 +117,19 @@ class UniformFusion(nn.Module):
 
 class QueryFusion(nn.Module):
     """Per-user expert weights for the prediction layer (``output_fusion=user``; not in the paper):
-    w(h) = softmax(MLP(h) / T) from the sequence representation h that scores the items."""
+    w(h) = softmax(MLP(h) / T) from the sequence representation h that scores the items, optionally
+    mixed with equal weights (:class:`UniformMix`)."""
 
     def __init__(self, num_experts: int, hidden_dim: int, fusion_hidden: int, dropout: float,
-                 temperature: float) -> None:
+                 temperature: float, mix: UniformMix | None = None) -> None:
         super().__init__()
         width = fusion_hidden or 2 * hidden_dim
         self.mlp = nn.Sequential(nn.Linear(hidden_dim, width), nn.GELU(), Dropout(dropout),
                                  nn.Linear(width, num_experts))
         self.temperature = temperature
+        self.mix = mix
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (..., D) -> weights (..., E), summing to 1."""
-        return torch.softmax(self.mlp(hidden) / self.temperature, dim=-1)
+        w = torch.softmax(self.mlp(hidden) / self.temperature, dim=-1)
+        return w if self.mix is None else self.mix(w)

@@ -22,8 +22,8 @@ from ..data.sequences import PAD_ID
 from ..models.item_input import AuxContext, ItemInput
 from ..models.ops import gather_rows
 from .config import PRISMConfig
-from .fusers import Fuser, PRISMFuser, build_fuser
-from .fusion import ContentGate, QueryFusion
+from .fusers import Fuser, PRISMFuser, build_fuser, uniform_mix
+from .fusion import ContentGate, QueryFusion, UniformMix
 from .modalities import ModalityEncoder
 
 
@@ -178,6 +178,12 @@ class MultimodalItemInput(ItemInput):
                                              lambda id_emb, mm: self.combine(id_emb, self.content_norm(mm)),
                                              batch_items=reuse)
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Moves every fusion-weight schedule (``fusion_warmup_epochs``) to ``epoch``."""
+        for module in self.modules():
+            if isinstance(module, UniformMix):
+                module.set_epoch(epoch)
+
     def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
         return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content,
                                    self.content_norm, self.query_fusion, self.content_gate, self.id_dropout)
@@ -234,8 +240,8 @@ def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
         fuser.reference = modalities.reference
     combine = AddCombine() if cfg.combine == "add" else ConcatCombine(hidden_dim)
     norm = ContentNorm(hidden_dim, cfg.content_scale) if cfg.content_norm else None
-    query = (QueryFusion(len(fuser.expert_names), hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.temperature)
-             if cfg.output_fusion == "user" else None)
+    query = (QueryFusion(len(fuser.expert_names), hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.temperature,
+                         uniform_mix(cfg)) if cfg.output_fusion == "user" else None)
     gate = None
     if cfg.content_gate:
         part_width = hidden_dim * (len(fuser.expert_names) if isinstance(fuser, PRISMFuser) else 1)
