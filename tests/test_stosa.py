@@ -158,3 +158,21 @@ def test_content_on_the_mean_stream_only():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.item_input.fuser.parameters())
     # the shared sibling adds only its own ID table, as does the plain one: same parameter count
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in both.parameters())
+
+
+def test_auxiliary_predictions_are_centred_distances_so_their_cosines_carry_ranking_signal():
+    model, _ = make()
+    b = batch()
+    items = torch.arange(1, N + 1)
+    with torch.no_grad():
+        h = model(b.item_seq)[:, -1]  # (3, 2D): three users' last positions
+        raw = model.candidate_scores(h, items)  # (3, N) = -W2^2
+        centred = model.aux_candidate_scores(h, items)
+    offset = raw - centred
+    assert torch.allclose(offset, offset[:, :1].expand_as(offset), atol=1e-5)  # one constant per row: same ranking
+    assert torch.allclose(centred.mean(-1), torch.zeros(3), atol=1e-5)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    raw_cos = torch.stack([F.cosine_similarity(raw[i], raw[j], dim=0) for i, j in pairs])
+    centred_cos = torch.stack([F.cosine_similarity(centred[i], centred[j], dim=0) for i, j in pairs])
+    assert bool((raw_cos > 0.99).all())  # the shared offset hides how differently the users rank the items
+    assert bool((centred_cos < 0.9).all())

@@ -121,6 +121,16 @@ class STOSA(SequentialRecommender):
         """hidden (..., 2D), items (C,) -> (..., C)"""
         return -self._distance_to_table(hidden, *self.item_gaussians(items))
 
+    def aux_candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """:meth:`candidate_scores` less their mean over the candidates: the prediction layer that the
+        item input's auxiliary losses compare (PRISM's ``loss_on=prediction`` cosines). -W2^2 holds
+        -(|mu_h|^2 + |sigma_h|^2), a per-row offset that ranks nothing and that dot-product scores do
+        not have; it dominates the score vectors, so every cosine between two predictions was ~1 and
+        those losses gave STOSA almost no signal. Centring removes it (and only it, up to a constant
+        per row). hidden (..., 2D), items (C,) -> (..., C)"""
+        scores = self.candidate_scores(hidden, items)
+        return scores - scores.mean(dim=-1, keepdim=True)
+
     def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """hidden (..., 2D), items (...) -> (...)"""
         return -wasserstein_distance(*split_gaussian(hidden), *self.item_gaussians(items))
@@ -172,7 +182,7 @@ class STOSA(SequentialRecommender):
 
         def context(encode) -> AuxContext:
             return AuxContext(item_seq=seq, padding_mask=padding_mask, targets=batch.targets,
-                              encode=encode, predict_items=self.candidate_scores)
+                              encode=encode, predict_items=self.aux_candidate_scores)
 
         def reps(x: torch.Tensor) -> int:
             return x.shape[0] // seq.shape[0]
