@@ -106,11 +106,13 @@ class PRISMConfig:
     fusion_warmup_epochs: int = 0
     """Not in the paper (0 = off). Start the fusion weights at equal weights and move them linearly to
     the learned ones over this many epochs: w = alpha / E + (1 - alpha) softmax(...), alpha = 1 in
-    epoch 1 falling to ``fusion_floor`` from epoch ``fusion_warmup_epochs + 1`` on. An expert that is
-    useless early (the synergy expert, before it has learned its interaction) is otherwise given almost
-    no weight, and with it almost no gradient from the recommendation loss. Applies to the adaptive
-    fusion layer and to ``output_fusion=user``'s weights; the weights that ``prismrec inspect`` reports
-    are the mixed ones the model uses."""
+    epoch 1 falling to ``fusion_floor`` from epoch ``fusion_warmup_epochs + 1`` on. Meant for an expert
+    that is useless early (the synergy expert, before it has learned its interaction) and would
+    otherwise get almost no weight, and with it almost no gradient from the recommendation loss. On the
+    planted world it did not help: after 20 epochs at equal weights the fusion layer still moved the
+    synergy expert's weight to 0.005, and NDCG@10 fell 2.5% (docs/benchmarks.md §4, session 14).
+    Applies to the adaptive fusion layer and to ``output_fusion=user``'s weights; the weights that
+    ``prismrec inspect`` reports are the mixed ones the model uses."""
     fusion_floor: float = 0.0
     """Not in the paper (0 = off). The share alpha of equal weights kept in the fusion weights after any
     warm-up (in [0, 1)): every expert keeps at least ``fusion_floor / E`` of the weight."""
