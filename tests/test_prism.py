@@ -641,3 +641,47 @@ def test_fusion_schedule_is_saved_with_the_weights_and_off_adds_no_state(tmp_pat
 def test_fusion_schedule_settings_are_checked(bad, match):
     with pytest.raises(Exception, match=match):
         PRISMConfig(enabled=True, **bad)
+
+
+def test_fusion_balance_loss_is_the_squared_cv_of_expert_importance_over_real_positions():
+    from prismrec.prism.losses import fusion_balance_loss
+
+    mask = torch.tensor([[False, True, True], [True, True, True]])
+    uniform = torch.full((2, 3, 4), 0.25)
+    assert fusion_balance_loss(uniform, mask).item() == pytest.approx(0.0, abs=1e-6)
+    one_hot = torch.zeros(2, 3, 4)
+    one_hot[..., 2] = 1.0
+    assert fusion_balance_loss(one_hot, mask).item() == pytest.approx(3.0)  # E - 1: one expert takes all
+    # four real positions on expert 0, one on expert 1 -> importance (0.8, 0.2, 0, 0)
+    routed = torch.zeros(2, 3, 4)
+    routed[0, :, 0] = routed[1, :2, 0] = 1.0
+    routed[1, 2, 1] = 1.0
+    routed[0, 0] = torch.tensor([0.0, 0.0, 0.0, 1.0])  # a padding position: must not count
+    assert fusion_balance_loss(routed, mask).item() == pytest.approx(4 * (0.8 ** 2 + 0.2 ** 2) - 1)
+    padding_only = fusion_balance_loss(one_hot, torch.zeros(2, 3, dtype=torch.bool))
+    assert padding_only.item() == 0.0
+
+
+def test_fusion_balance_loss_reaches_the_fusion_layer_and_is_reported():
+    model = make({"lambda_fusion_balance": 1.0, "lambda_unique": 0.0, "lambda_synergy": 0.0,
+                  "lambda_redundancy": 0.0}).train()
+    out = model.training_loss(batch())
+    assert set(k for k in out.parts if k.startswith("L_")) == {"L_fusion_balance"}
+    b = batch()
+    model.zero_grad()
+    model(b.item_seq)
+    loss = model.item_input.auxiliary_losses(model._aux_context(b, b.item_seq != 0))["L_fusion_balance"]
+    assert loss.item() > 0
+    loss.backward()
+    assert model.item_input.fuser.fusion.mlp[-1].weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        model(b.item_seq)
+    assert model.item_input.auxiliary_losses(model._aux_context(b, b.item_seq != 0)) == {}  # no stale weights
+
+
+def test_fusion_balance_needs_learned_prism_fusion():
+    with pytest.raises(Exception, match="lambda_fusion_balance"):
+        PRISMConfig(enabled=True, lambda_fusion_balance=0.1, fusion="uniform")
+    with pytest.raises(Exception, match="lambda_fusion_balance"):
+        PRISMConfig(enabled=True, lambda_fusion_balance=-1.0)

@@ -176,3 +176,13 @@ def test_auxiliary_predictions_are_centred_distances_so_their_cosines_carry_rank
     centred_cos = torch.stack([F.cosine_similarity(centred[i], centred[j], dim=0) for i, j in pairs])
     assert bool((raw_cos > 0.99).all())  # the shared offset hides how differently the users rank the items
     assert bool((centred_cos < 0.9).all())
+
+
+def test_fusion_balance_loss_comes_from_both_streams():
+    from test_conformance import features
+
+    feats = {k: (v[0][:N + 1], v[1][:N + 1]) for k, v in features().items()}
+    model, _ = make("model.prism.enabled=true", "model.prism.lambda_fusion_balance=1.0", features=feats)
+    model.train()
+    parts = model.training_loss(batch()).parts
+    assert parts["L_fusion_balance"] > 0  # averaged over the mean and covariance streams

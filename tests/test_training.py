@@ -241,3 +241,11 @@ def test_auto_batching_and_patience_follow_the_loss_the_model_trains_with(stosa_
     assert run.model.needs_negatives is sampled
     assert trainer.length_bucketing is sampled
     assert trainer.patience == (30 if sampled else 20)
+
+
+def test_fusion_balance_loss_in_micro_batches(tmp_path):
+    cfg = build_config(overrides=TINY + ["model.prism.enabled=true", "model.prism.lambda_fusion_balance=0.5",
+                                         "train.micro_batches=2", "train.epochs=1"])
+    train(cfg, tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["L_fusion_balance"] > 0 and "L_synergy" in record  # per part, and once per step

@@ -113,6 +113,12 @@ class PRISMConfig:
     synergy expert's weight to 0.005, and NDCG@10 fell 2.5% (docs/benchmarks.md §4, session 14).
     Applies to the adaptive fusion layer and to ``output_fusion=user``'s weights; the weights that
     ``prismrec inspect`` reports are the mixed ones the model uses."""
+    lambda_fusion_balance: float = 0.0
+    """Not in the paper (0 = off). Weight of a load-balancing loss on the adaptive fusion weights, as in
+    mixtures of experts: the squared coefficient of variation of the experts' mean weight over the
+    batch's real positions (0 when every expert gets 1/E on average). The fusion layer must then give
+    each expert to *some* users, and chooses which; per-user weights stay free. Needs
+    ``method=prism`` and ``fusion=adaptive``."""
     fusion_floor: float = 0.0
     """Not in the paper (0 = off). The share alpha of equal weights kept in the fusion weights after any
     warm-up (in [0, 1)): every expert keeps at least ``fusion_floor / E`` of the weight."""
@@ -166,6 +172,11 @@ class PRISMConfig:
             raise ConfigError("model.prism.fusion_warmup_epochs must be >= 0 (0 = off)")
         if not 0.0 <= self.fusion_floor < 1.0:
             raise ConfigError("model.prism.fusion_floor must be in [0, 1) (0 = off)")
+        if not (math.isfinite(self.lambda_fusion_balance) and self.lambda_fusion_balance >= 0):
+            raise ConfigError("model.prism.lambda_fusion_balance must be a finite number >= 0 (0 = off)")
+        if self.lambda_fusion_balance > 0 and (self.method != "prism" or self.fusion != "adaptive"):
+            raise ConfigError("model.prism.lambda_fusion_balance needs model.prism.method=prism and "
+                              "fusion=adaptive (it balances the adaptive fusion weights)")
         if ((self.fusion_warmup_epochs > 0 or self.fusion_floor > 0)
                 and (self.method != "prism" or (self.fusion != "adaptive" and self.output_fusion != "user"))):
             raise ConfigError("model.prism.fusion_warmup_epochs and fusion_floor need model.prism.method=prism "

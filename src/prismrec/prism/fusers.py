@@ -23,7 +23,7 @@ from ..models.ops import gather_rows
 from .config import PRISMConfig
 from .experts import ACTIVATIONS, InteractionExperts, expert_names
 from .fusion import AdaptiveFusion, UniformFusion, UniformMix
-from .losses import consecutive_pairs, id_alignment_loss, interaction_losses, transition_loss
+from .losses import consecutive_pairs, fusion_balance_loss, id_alignment_loss, interaction_losses, transition_loss
 from .masking import keep_one_modality, replacement, unimodal_views
 
 
@@ -115,9 +115,19 @@ class PRISMFuser(Fuser):
     def item_content(self, modal: torch.Tensor) -> torch.Tensor:
         return self.expert_outputs(modal).mean(dim=-2)  # (..., D) uniform over experts
 
+    #: the last training forward's fusion weights (B, L, E), read at once by the item input that called
+    #: :meth:`fuse` (for ``lambda_fusion_balance``); None in evaluation
+    last_weights: torch.Tensor | None = None
+
     def fuse(self, item_part, id_items, where, padding_mask):
         w = self.fusion(item_part, id_items, where, padding_mask)  # (B, L, E)  Eq. 10
+        self.last_weights = w if self.training and torch.is_grad_enabled() else None
         return torch.einsum("ble,bled->bld", w, gather_rows(item_part, where))  # (B, L, D)  Eq. 11
+
+    def balance_loss(self, weights: torch.Tensor, padding_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``lambda_fusion_balance``'s loss on one forward's fusion weights (B, L, E) ({} when off)."""
+        lam = self.cfg.lambda_fusion_balance
+        return {"L_fusion_balance": lam * fusion_balance_loss(weights, padding_mask)} if lam > 0 else {}
 
     @property
     def losses_on(self) -> bool:

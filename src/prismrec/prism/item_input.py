@@ -71,6 +71,8 @@ class MultimodalItemInput(ItemInput):
         # the last training forward's per-item work, reused by auxiliary_losses on the same batch
         self._batch_items: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None
         self._step: _StepTable | None = None  # a step in micro-batches: its item-level work, done once
+        # the last training forward's (item_seq, fusion weights, padding mask) (``lambda_fusion_balance``)
+        self._fusion_weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def widens_output(self) -> bool:
@@ -95,6 +97,8 @@ class MultimodalItemInput(ItemInput):
         items, where, id_items, modal, per_item = self._item_level(item_seq)
         padding_mask = item_seq != PAD_ID
         content = self.content_norm(self.fuser.fuse(per_item, id_items, where, padding_mask))  # (B, L, D)
+        weights = getattr(self.fuser, "last_weights", None)  # set by this very call (training only)
+        self._fusion_weights = (item_seq, weights, padding_mask) if weights is not None else None
         if self.content_gate is not None:
             content = self.content_gate(per_item, id_items, where, padding_mask) * content
         if self.training and torch.is_grad_enabled() and modal is not None:
@@ -170,13 +174,16 @@ class MultimodalItemInput(ItemInput):
         return keys if where is None else gather_rows(keys, where)
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
+        fusion, self._fusion_weights = self._fusion_weights, None
+        balance = (self.fuser.balance_loss(*fusion[1:]) if fusion is not None and fusion[0] is ctx.item_seq
+                   else {})  # position-level: from this batch's (or part's) own forward
         if self._step is not None and self.fuser.item_level_losses:
-            return {}  # computed once for the whole step by finish_batch
+            return balance  # the item-level losses are computed once for the whole step by finish_batch
         cached, self._batch_items = self._batch_items, None
         reuse = cached[1] if cached is not None and cached[0] is ctx.item_seq else None
         return self.fuser.interaction_losses(self.modalities, ctx, self.id_input(ctx.item_seq),
                                              lambda id_emb, mm: self.combine(id_emb, self.content_norm(mm)),
-                                             batch_items=reuse)
+                                             batch_items=reuse) | balance
 
     def on_epoch_start(self, epoch: int) -> None:
         """Moves every fusion-weight schedule (``fusion_warmup_epochs``) to ``epoch``."""

@@ -9,8 +9,9 @@ only modality ``m``. d = 1 - cos (cosine distance).
 * redundancy (Eq. 8): 1 - mean_m cos(full, views[m]): any single modality should suffice.
 
 Not in the paper: ``transition_loss``, an InfoNCE that asks every expert's item embedding to pick out
-the next item of the training histories (``model.prism.lambda_transition``), and ``id_alignment_loss``,
-one that asks it to pick out the item's own ID embedding (``model.prism.lambda_id_align``).
+the next item of the training histories (``model.prism.lambda_transition``), ``id_alignment_loss``,
+one that asks it to pick out the item's own ID embedding (``model.prism.lambda_id_align``), and
+``fusion_balance_loss``, a load-balancing term on the fusion weights (``model.prism.lambda_fusion_balance``).
 """
 from __future__ import annotations
 
@@ -96,3 +97,16 @@ def id_alignment_loss(outputs: torch.Tensor, id_rows: torch.Tensor, temperature:
     logits = torch.einsum("ped,qd->epq", z, t) / temperature  # (E, P, P)
     E, P = logits.shape[0], logits.shape[1]
     return F.cross_entropy(logits.flatten(0, 1), torch.arange(P, device=logits.device).repeat(E))
+
+
+def fusion_balance_loss(weights: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    """Squared coefficient of variation of the experts' importance (the mixture-of-experts load-balancing
+    term of Shazeer et al. 2017): with w_bar_e the mean weight of expert e over the real positions,
+    E * sum_e w_bar_e^2 - 1, which is 0 when every expert gets 1/E on average and E - 1 when one expert
+    takes everything. It constrains only the average: each user may still put its weight on one expert.
+    weights (B, L, E), padding_mask (B, L) -> ()"""
+    w = weights[padding_mask]  # (P, E)
+    if w.shape[0] == 0:
+        return weights.sum() * 0.0
+    importance = w.mean(dim=0)  # (E,)
+    return importance.shape[0] * (importance ** 2).sum() - 1.0
