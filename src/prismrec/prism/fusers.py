@@ -116,12 +116,13 @@ class PRISMFuser(Fuser):
         return self.expert_outputs(modal).mean(dim=-2)  # (..., D) uniform over experts
 
     #: the last training forward's fusion weights (B, L, E), read at once by the item input that called
-    #: :meth:`fuse` (for ``lambda_fusion_balance``); None in evaluation
+    #: :meth:`fuse` (for ``lambda_fusion_balance``); None in evaluation and when that loss is off
     last_weights: torch.Tensor | None = None
 
     def fuse(self, item_part, id_items, where, padding_mask):
         w = self.fusion(item_part, id_items, where, padding_mask)  # (B, L, E)  Eq. 10
-        self.last_weights = w if self.training and torch.is_grad_enabled() else None
+        keep = self.cfg.lambda_fusion_balance > 0 and self.training and torch.is_grad_enabled()
+        self.last_weights = w if keep else None
         return torch.einsum("ble,bled->bld", w, gather_rows(item_part, where))  # (B, L, D)  Eq. 11
 
     def balance_loss(self, weights: torch.Tensor, padding_mask: torch.Tensor) -> dict[str, torch.Tensor]:
