@@ -117,8 +117,10 @@ class PRISMConfig:
     """Not in the paper (0 = off). Weight of a load-balancing loss on the adaptive fusion weights, as in
     mixtures of experts: the squared coefficient of variation of the experts' mean weight over the
     batch's real positions (0 when every expert gets 1/E on average). The fusion layer must then give
-    each expert to *some* users, and chooses which; per-user weights stay free. Needs
-    ``method=prism`` and ``fusion=adaptive``."""
+    each expert to *some* users, and chooses which; per-user weights stay free. On the planted world
+    (0.1) the layer then routed each unique user type to its own expert but gave the synergy expert
+    mostly to redundant users, and NDCG@10 did not change (docs/benchmarks.md §4, session 14); 1.0
+    made the weights equal for everyone. Needs ``method=prism`` and ``fusion=adaptive``."""
     fusion_floor: float = 0.0
     """Not in the paper (0 = off). The share alpha of equal weights kept in the fusion weights after any
     warm-up (in [0, 1)): every expert keeps at least ``fusion_floor / E`` of the weight."""
