@@ -193,15 +193,18 @@ def test_inspect_reports_prediction_layer_weights_for_user_output_fusion(tmp_pat
     run = tmp_path / "u"
     main(["train", "--quiet", "--output-dir", str(run),
           *sets(TINY + ["model.prism.enabled=true", "model.prism.output_content=true",
-                        "model.prism.output_fusion=user"])])
+                        "model.prism.output_fusion=user", "model.prism.fusion_floor=0.2"])])
     capsys.readouterr()
     assert main(["inspect", "--run", str(run), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("fusion_weights", "output_fusion_weights"):
         assert [r["expert"] for r in out[key]] == ["unique_image", "unique_text", "synergy", "redundancy"]
         assert abs(sum(r["mean"] for r in out[key]) - 1.0) < 1e-5
+        assert min(r["p25"] for r in out[key]) >= 0.2 / 4 - 1e-6  # the floor: alpha / E for every expert
+    assert out["fusion_equal_share"] == pytest.approx(0.2)
     assert main(["inspect", "--run", str(run)]) == 0
-    assert "prediction-layer fusion weights" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "prediction-layer fusion weights" in text and "share 0.200 split equally" in text
 
 
 def test_train_help_lists_every_config_section_key():

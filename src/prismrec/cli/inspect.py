@@ -44,8 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="device (default cpu)")
     p.add_argument("--json", action="store_true",
                    help="print the summary as one JSON object: fusion_weights (a list of per-expert rows, when the "
-                        "run has a fusion layer), output_fusion_weights, content_gate, probes and expert_map where "
-                        "they apply")
+                        "run has a fusion layer), output_fusion_weights, fusion_equal_share (the share of the "
+                        "weights split equally, with model.prism.fusion_floor or fusion_warmup_epochs), "
+                        "content_gate, probes and expert_map where they apply")
     p.set_defaults(func=cmd_inspect)
 
 
@@ -86,6 +87,7 @@ def _inspect(run, args: argparse.Namespace) -> int:
         fw = None  # a naive fusion with a content gate: the gate is all there is to report
     rows = fw.summary() if fw is not None else None
     gate_row = gates.summary() if gates is not None else None
+    equal_share = _equal_share(run)
     out_rows = None
     if getattr(run.model.item_input, "query_fusion", None) is not None:
         out_rows = output_fusion_weights(run, args.split).summary()
@@ -115,7 +117,8 @@ def _inspect(run, args: argparse.Namespace) -> int:
         probes = expert_probes(run, labels)
     if args.json:  # always one object; absent parts are left out
         print(json.dumps({k: v for k, v in (("fusion_weights", rows), ("output_fusion_weights", out_rows),
-                                            ("content_gate", gate_row), ("probes", probes), ("expert_map", emap))
+                                            ("fusion_equal_share", equal_share), ("content_gate", gate_row),
+                                            ("probes", probes), ("expert_map", emap))
                           if v is not None}, indent=2))
     else:
         if gate_row is not None:
@@ -132,6 +135,9 @@ def _inspect(run, args: argparse.Namespace) -> int:
             tables.append(("prediction-layer fusion weights (output_fusion=user)", out_rows))
         for title, table in tables:
             print(f"{title} at each user's most recent position ({len(fw.user_ids)} users, split {args.split})")
+            if equal_share is not None:
+                print(f"  (these include a share {equal_share:.3f} split equally among the experts: "
+                      f"model.prism.fusion_floor / fusion_warmup_epochs)")
             print(f"{'expert':<20} {'mean':>7} {'std':>7} {'p25':>7} {'median':>7} {'p75':>7} {'top share':>9}")
             for r in table:
                 print(f"{r['expert']:<20} {r['mean']:7.4f} {r['std']:7.4f} {r['p25']:7.4f} {r['median']:7.4f} "
@@ -152,6 +158,13 @@ def _inspect(run, args: argparse.Namespace) -> int:
             print(f"expert told from its embedding (5-fold linear probe): {emap['separability']:.3f} "
                   f"(chance {emap['chance']:.3f})")
     return 0
+
+
+def _equal_share(run) -> float | None:
+    """alpha of the run's fusion-weight mix with equal weights (fusion_floor / fusion_warmup_epochs), if any."""
+    from ..prism.fusion import UniformMix
+
+    return next((float(m.alpha) for m in run.model.item_input.modules() if isinstance(m, UniformMix)), None)
 
 
 def _expert_map(run, args: argparse.Namespace) -> dict:
