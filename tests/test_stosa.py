@@ -186,3 +186,18 @@ def test_fusion_balance_loss_comes_from_both_streams():
     model.train()
     parts = model.training_loss(batch()).parts
     assert parts["L_fusion_balance"] > 0  # averaged over the mean and covariance streams
+
+
+def test_prediction_level_interaction_losses_train_and_see_more_than_the_offset():
+    from test_conformance import features
+
+    feats = {k: (v[0][:N + 1], v[1][:N + 1]) for k, v in features().items()}
+    model, _ = make("model.prism.enabled=true", "model.prism.loss_on=prediction", "model.prism.lambda_synergy=1.0",
+                    features=feats)
+    model.train()
+    out = model.training_loss(batch())
+    assert {"L_unique_image", "L_unique_text", "L_synergy", "L_redundancy"} <= set(out.parts)
+    # L_synergy = mean cosine between the full and the one-modality predictions: ~1 before the centring
+    assert out.parts["L_synergy"].item() < 0.99
+    out.total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
