@@ -87,7 +87,7 @@ def _inspect(run, args: argparse.Namespace) -> int:
         fw = None  # a naive fusion with a content gate: the gate is all there is to report
     rows = fw.summary() if fw is not None else None
     gate_row = gates.summary() if gates is not None else None
-    equal_share = _equal_share(run)
+    equal_share = getattr(run.model.item_input, "fusion_equal_share", None)
     out_rows = None
     if getattr(run.model.item_input, "query_fusion", None) is not None:
         out_rows = output_fusion_weights(run, args.split).summary()
@@ -158,13 +158,6 @@ def _inspect(run, args: argparse.Namespace) -> int:
             print(f"expert told from its embedding (5-fold linear probe): {emap['separability']:.3f} "
                   f"(chance {emap['chance']:.3f})")
     return 0
-
-
-def _equal_share(run) -> float | None:
-    """alpha of the run's fusion-weight mix with equal weights (fusion_floor / fusion_warmup_epochs), if any."""
-    from ..prism.fusion import UniformMix
-
-    return next((float(m.alpha) for m in run.model.item_input.modules() if isinstance(m, UniformMix)), None)
 
 
 def _expert_map(run, args: argparse.Namespace) -> dict:

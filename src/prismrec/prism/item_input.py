@@ -185,11 +185,14 @@ class MultimodalItemInput(ItemInput):
                                              lambda id_emb, mm: self.combine(id_emb, self.content_norm(mm)),
                                              batch_items=reuse) | balance
 
+    def _uniform_mixes(self) -> list[UniformMix]:
+        """The fusion layers' mixes with equal weights (``fusion_warmup_epochs`` / ``fusion_floor``)."""
+        return [m for m in self.modules() if isinstance(m, UniformMix)]
+
     def on_epoch_start(self, epoch: int) -> None:
         """Moves every fusion-weight schedule (``fusion_warmup_epochs``) to ``epoch``."""
-        for module in self.modules():
-            if isinstance(module, UniformMix):
-                module.set_epoch(epoch)
+        for mix in self._uniform_mixes():
+            mix.set_epoch(epoch)
 
     def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
         return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content,
@@ -199,6 +202,13 @@ class MultimodalItemInput(ItemInput):
     @property
     def expert_names(self) -> list[str]:
         return list(self.fuser.expert_names)
+
+    @property
+    def fusion_equal_share(self) -> float | None:
+        """The share alpha of the fusion weights split equally among the experts (``fusion_floor`` /
+        ``fusion_warmup_epochs``; the same for every fusion layer), or None when they are not mixed."""
+        mixes = self._uniform_mixes()
+        return float(mixes[0].alpha) if mixes else None
 
     @torch.no_grad()
     def fusion_weights(self, item_seq: torch.Tensor) -> torch.Tensor | None:
