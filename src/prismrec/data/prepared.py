@@ -174,11 +174,21 @@ def _drop_stale_features(folder: Path, fingerprint: str, num_items: int) -> None
             (fdir / f"{js.stem}.npy").unlink(missing_ok=True)
 
 
+def check_modality_name(modality: str) -> str:
+    """A modality name is a file name inside ``features/``: refuse one that could leave it (checked by
+    :func:`write_feature`, and by the feature builders before anything is encoded)."""
+    if not isinstance(modality, str) or not modality or "/" in modality or "\\" in modality \
+            or modality.startswith(".") or "\x00" in modality:
+        raise DataError(f"invalid modality name {modality!r}: it names the files features/<name>.npy and "
+                        f"features/<name>.json, so it must be non-empty, not start with '.' and contain no "
+                        f"'/' or '\\'")
+    return modality
+
+
 def write_feature(folder: str | Path, modality: str, values: np.ndarray, present: np.ndarray, *,
                   encoder: str, encoder_version: str, fingerprint: str, params: dict | None = None) -> Path:
     """Write ``features/<modality>.npy`` + ``.json``. ``values`` rows of absent items must be zero."""
-    if not modality or "/" in modality or modality.startswith("."):
-        raise DataError(f"invalid modality name {modality!r}")
+    check_modality_name(modality)
     folder = Path(folder)
     values = np.ascontiguousarray(values, dtype=np.float32)
     if values.ndim != 2 or present.shape != (values.shape[0],):

@@ -21,7 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.dataset import RecDataset, item_map_fingerprint
-from ..data.prepared import FEATURES_DIR, is_prepared, read_feature_info, read_prepared, write_feature
+from ..data.prepared import (FEATURES_DIR, check_modality_name, is_prepared, read_feature_info, read_prepared,
+                             write_feature)
 from ..data.sequences import DataError
 
 log = logging.getLogger(__name__)
@@ -58,17 +59,6 @@ def open_prepared(folder: str | Path) -> RecDataset:
                         f"prepared folders: run `prismrec data prepare folder --from-folder {folder} --out DIR` "
                         f"(or another `data prepare` source) first")
     return read_prepared(folder, min_seq_len=1, modalities=None)
-
-
-def check_modality_name(modality: str) -> str:
-    """A modality name is a file name inside ``features/``: refuse one that could leave it (checked
-    before anything is encoded or written; the same rule as :func:`write_feature`, plus backslashes)."""
-    if not isinstance(modality, str) or not modality or "/" in modality or "\\" in modality \
-            or modality.startswith(".") or "\x00" in modality:
-        raise DataError(f"invalid modality name {modality!r}: it names the files features/<name>.npy and "
-                        f"features/<name>.json, so it must be non-empty, not start with '.' and contain no "
-                        f"'/' or '\\'")
-    return modality
 
 
 def inputs_hash(values: list) -> str:
