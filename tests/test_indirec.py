@@ -14,12 +14,12 @@ from prismrec.models.indirec import IntentState, info_nce
 N, L, D = 40, 10, 16
 
 
-def make(*overrides, backbone="indirec", seed=0):
+def make(*overrides, backbone="indirec", seed=0, features=None):
     cfg = build_config(overrides=[f"model.backbone={backbone}", f"model.hidden_dim={D}", "model.num_layers=1",
                                   "model.num_heads=2", "model.dropout=0.0", "model.indirec.num_intents=4",
                                   "model.indirec.diffusion_steps=30", "model.indirec.sample_steps=5", *overrides])
     torch.manual_seed(seed)
-    return build_model(cfg.model, N, L, cfg.train.loss)
+    return build_model(cfg.model, N, L, cfg.train.loss, features)
 
 
 def data(users=20, seed=0) -> LeaveOneOut:
@@ -170,6 +170,35 @@ def test_loss_parts_and_composition():
     out.total.backward()
     assert model.diffusion.denoiser.net[0].weight.grad.abs().sum() > 0
     assert model.item_input.embedding.weight.grad.abs().sum() > 0
+
+
+def test_diffusion_target_is_fixed_and_computed_for_the_targets_only(monkeypatch):
+    """x0 is a target, not a path for gradients: with content in the item table (output_content)
+    the diffusion loss gets the targets' rows only, equal to the full table's, with no graph."""
+    from prismrec.prism.item_input import MultimodalItemInput
+    g = torch.Generator().manual_seed(0)
+    present = torch.ones(N + 1, dtype=torch.bool)
+    present[0] = False
+    feats = {"image": (torch.randn(N + 1, 6, generator=g), present),
+             "text": (torch.randn(N + 1, 5, generator=g), present.clone())}
+    model = make("model.prism.enabled=true", "model.prism.output_content=true", "model.prism.output_fusion=user",
+                 "model.prism.expert_dropout=0.0", "model.prism.fusion_dropout=0.0", features=feats).train()
+    d = data()
+    asked, seen = [], []
+    original = MultimodalItemInput.output_embeddings
+    monkeypatch.setattr(MultimodalItemInput, "output_embeddings",
+                        lambda self, items=None: asked.append(items) or original(self, items))
+    loss = model.diffusion.loss
+    monkeypatch.setattr(model.diffusion, "loss", lambda x0, guidance: seen.append(x0) or loss(x0, guidance))
+    model.training_loss(TrainBatch(d.train_inputs, d.train_targets, user_index=torch.arange(d.num_users)))
+    targets = d.train_targets[d.train_targets != 0]
+    assert len(asked) == 1 and torch.equal(asked[0], targets)  # not the whole table
+    x0 = seen[0]
+    assert not x0.requires_grad
+    with torch.no_grad():
+        rows = original(model.item_input, None)[targets]
+    expected = F.normalize(rows, dim=-1) * D ** 0.5
+    assert torch.allclose(x0, expected, atol=1e-5)
 
 
 def test_scores_are_exactly_sasrec_with_the_same_encoder():

@@ -306,7 +306,9 @@ def test_keys_of_requested_items_match_rows_of_the_full_table(prism):
     full = model.item_input.output_keys()
     assert torch.allclose(model.item_input.output_keys(items), full[items], atol=1e-6)
     assert torch.count_nonzero(full[0]) == 0
-    assert model.item_input.output_embeddings().shape == (N + 1, D)
+    table = model.item_input.output_embeddings()
+    assert table.shape == (N + 1, D)
+    assert torch.allclose(model.item_input.output_embeddings(items), table[items], atol=1e-6)
 
 
 @pytest.mark.parametrize("scope", ["causal", "sequence"])

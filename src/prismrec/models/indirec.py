@@ -180,7 +180,8 @@ class InDiRec(SASRec):
         mask = batch.targets != PAD_ID  # (B, L)
         h = hidden[mask]  # (P, D) representation of each prefix
         targets = batch.targets[mask]  # (P,)
-        x0 = self.item_input.output_embeddings()[targets].detach()  # (P, D) target-item representations
+        with torch.no_grad():  # a fixed target: only the targets' rows, no graph (content is computed per row)
+            x0 = self.item_input.output_embeddings(targets)  # (P, D) target-item representations
         x0 = F.normalize(x0, dim=-1) * x0.shape[-1] ** 0.5  # unit RMS per dimension: the scale DDPM assumes
         guidance = self.intent_guidance(batch, mask)  # (P, D)
         diff = self.diffusion.loss(x0, guidance)

@@ -47,9 +47,10 @@ class ItemInput(nn.Module):
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
         raise NotImplementedError
 
-    def output_embeddings(self) -> torch.Tensor:  # (N + 1, D)
+    def output_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """The user-independent item table shared with the input (scoring, and e.g. InDiRec's
-        diffusion targets)."""
+        diffusion targets): every row (N + 1, D) when ``items`` is None, else the rows of ``items``
+        (any shape -> (..., D)). An input whose table is computed (content) computes only those rows."""
         raise NotImplementedError
 
     # Dot-product scoring is ``output_query(h) @ output_keys().T``. By default the query is the
@@ -61,8 +62,7 @@ class ItemInput(nn.Module):
     def output_keys(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Keys of ``items`` (any shape -> (..., K)), or of every row (N + 1, K) when None. An input
         whose keys are computed (content) computes only the rows asked for."""
-        table = self.output_embeddings()
-        return table if items is None else gather_rows(table, items)
+        return self.output_embeddings(items)
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
         """Extra training losses (e.g. PRISM's interaction losses). Plain inputs have none."""
@@ -105,5 +105,6 @@ class IDEmbedding(ItemInput):
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         return self.embedding(item_seq)  # (B, L, D)
 
-    def output_embeddings(self) -> torch.Tensor:
-        return self.embedding.weight  # (N + 1, D)
+    def output_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        table = self.embedding.weight  # (N + 1, D)
+        return table if items is None else gather_rows(table, items)

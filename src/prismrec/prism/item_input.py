@@ -137,12 +137,12 @@ class MultimodalItemInput(ItemInput):
                if losses and self.fuser.item_level_losses else {})
         return carry, aux
 
-    def output_embeddings(self) -> torch.Tensor:
+    def output_embeddings(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """The shared item table: ID embeddings, plus one fused content embedding per item with
         ``output_content`` (also under ``output_fusion=user``, for uses that need one vector per item)."""
         if not self.output_content:
-            return self.id_input.output_embeddings()
-        return self._content_keys(None, per_expert=False)
+            return self.id_input.output_embeddings(items)
+        return self._content_keys(items, per_expert=False)
 
     def output_query(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.query_fusion is None:
