@@ -5,7 +5,8 @@
         --arm prism=runs/.../prism-s1,... --baseline sasrec --name breakdown_beauty_ce
 
 Reads only what the runs saved (``ranks.npz``: each user's test rank) and the dataset's sequences;
-no model is loaded. Per arm, a user's NDCG@10 is averaged over the arm's runs (seeds) first. Users
+no model is loaded. Without ``--data`` the dataset is rebuilt from the first run's saved config (the
+way to break down runs on the embedded synthetic world); every run's item map must match it. Per arm, a user's NDCG@10 is averaged over the arm's runs (seeds) first. Users
 are grouped (1) by how often their test item occurs in the training sequences (every user's
 sequence without its last two items: what the model trained on), and (2) by the length of the
 history the test prediction reads. Per group: users, mean NDCG@10 per arm, the relative difference
@@ -15,6 +16,7 @@ benchmarks/results/<name>.json and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -49,7 +51,9 @@ def label(lo: int, hi: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="the dataset the runs were trained on (prepared folder or file)")
+    ap.add_argument("--data", default=None,
+                    help="the dataset the runs were trained on (prepared folder or file); default: rebuilt from the "
+                         "first run's saved config.yaml (needed for the embedded synthetic world)")
     ap.add_argument("--arm", action="append", required=True, metavar="NAME=DIR[,DIR...]",
                     help="an arm and its run directories (one per seed); repeat per arm")
     ap.add_argument("--baseline", required=True, help="arm the others are compared with")
@@ -73,13 +77,31 @@ def main() -> None:
         arms[name] = np.mean(per_run, axis=0)  # (U,) mean over seeds per user
     if args.baseline not in arms:
         ap.error(f"--baseline {args.baseline!r} is not one of the arms ({', '.join(arms)})")
-    ds = load_dataset(args.data)
+    from prismrec.api import dataset_from_config
+    from prismrec.config import ConfigError, build_config
+    from prismrec.data import DataError
+
+    try:
+        if args.data is not None:
+            ds, source = load_dataset(args.data), args.data
+        else:  # the first run's own data settings (path, or the synthetic world's parameters)
+            first = Path(args.arm[0].partition("=")[2].split(",")[0])
+            ds, source = dataset_from_config(build_config(first / "config.yaml")), f"the data of {first}/config.yaml"
+    except (DataError, ConfigError) as e:
+        sys.exit(f"error: {e}")
+    fingerprint = ds.item_map_fingerprint()
+    for spec in args.arm:
+        for run in (Path(d) for d in spec.partition("=")[2].split(",") if d):
+            summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+            if summary.get("item_map_fingerprint") not in (None, fingerprint):
+                sys.exit(f"{run} was trained on another dataset than {source} (item map "
+                         f"{summary['item_map_fingerprint']} vs {fingerprint})")
     seqs = ds.sequences
     groups = user_groups(seqs.items, seqs.offsets, seqs.num_items)
     n_users = len(seqs.offsets) - 1
     for name, v in arms.items():
         if len(v) != n_users:
-            sys.exit(f"arm {name}: {len(v)} users in ranks.npz, {n_users} in {args.data} (another dataset?)")
+            sys.exit(f"arm {name}: {len(v)} users in ranks.npz, {n_users} in {source} (another dataset?)")
 
     base = arms[args.baseline]
     report: dict[str, list[dict]] = {}

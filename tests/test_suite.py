@@ -142,3 +142,24 @@ def test_every_committed_plan_builds_a_valid_config_for_every_run():
                 build_config(overrides=job["sets"])
             except Exception as e:  # noqa: BLE001 - report which plan and run
                 pytest.fail(f"{path.name}: {job['id']}: {e}")
+
+
+def test_breakdown_rebuilds_the_runs_dataset_from_their_config(tmp_path):
+    """Without --data the runs' own data settings are used (the synthetic world here); a --data whose
+    item map differs from the runs' is refused with a message naming the run."""
+    run = tmp_path / "run"
+    train = [sys.executable, "-m", "prismrec", "train", "--quiet", "--output-dir", str(run),
+             "--set", "data.synthetic.num_users=60", "--set", "data.synthetic.num_items=64",
+             "--set", "train.epochs=1", "--set", "model.hidden_dim=16"]
+    assert subprocess.run(train, capture_output=True, text=True, timeout=600).returncode == 0
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "breakdown.py"), "--arm", f"a={run}", "--arm", f"b={run}",
+           "--baseline", "a", "--name", str(tmp_path / "bd")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "bd.json").read_text())
+    assert sum(g["users"] for g in report["groups"]["history_length"]) == 60
+
+    other = tmp_path / "other.txt"  # another dataset: 60 users over different items
+    other.write_text("".join(f"{u + 1} " + " ".join(str((u + k) % 7 + 1) for k in range(4)) + "\n" for u in range(60)))
+    proc = subprocess.run(cmd + ["--data", str(other)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "trained on another dataset" in proc.stderr
