@@ -6,12 +6,13 @@
 
 Reads only what the runs saved (``ranks.npz``: each user's test rank) and the dataset's sequences;
 no model is loaded. Without ``--data`` the dataset is rebuilt from the first run's saved config (the
-way to break down runs on the embedded synthetic world); every run's item map must match it. Per arm, a user's NDCG@10 is averaged over the arm's runs (seeds) first. Users
-are grouped (1) by how often their test item occurs in the training sequences (every user's
-sequence without its last two items: what the model trained on), and (2) by the length of the
-history the test prediction reads. Per group: users, mean NDCG@10 per arm, the relative difference
-of every arm to ``--baseline`` and a paired t-test over the group's users. Writes
-benchmarks/results/<name>.json and prints a Markdown table.
+way to break down runs on the embedded synthetic world); every run's item map must match it. Per
+arm, a user's NDCG@10 is averaged over the arm's runs (seeds) first. Users are grouped (1) by how
+often their test item occurs in the training sequences (every user's sequence without its last two
+items: what the model trained on), and (2) by the length of the history the test prediction reads.
+Per group: users, mean NDCG@10 per arm, the relative difference of every arm to ``--baseline`` and a
+paired t-test over the group's users. Writes benchmarks/results/<name>.json and prints a Markdown
+table.
 """
 from __future__ import annotations
 
