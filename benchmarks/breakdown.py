@@ -64,11 +64,13 @@ def main() -> None:
     from prismrec.data import load_dataset
 
     arms: dict[str, np.ndarray] = {}
+    all_runs: list[Path] = []
     for spec in args.arm:
         name, _, dirs = spec.partition("=")
         runs = [Path(d) for d in dirs.split(",") if d]
         if not name or not runs:
             ap.error(f"--arm {spec!r}: expected NAME=DIR[,DIR...]")
+        all_runs += runs
         per_run = []
         for run in runs:
             f = run / "ranks.npz"
@@ -78,25 +80,20 @@ def main() -> None:
         arms[name] = np.mean(per_run, axis=0)  # (U,) mean over seeds per user
     if args.baseline not in arms:
         ap.error(f"--baseline {args.baseline!r} is not one of the arms ({', '.join(arms)})")
-    from prismrec.api import dataset_from_config
+    from prismrec.api import check_trained_on, dataset_from_config
     from prismrec.config import ConfigError, build_config
     from prismrec.data import DataError
 
+    # the first run's own data settings (path, or the synthetic world's parameters) unless --data is given
+    source = args.data if args.data is not None else f"the data of {all_runs[0]}/config.yaml"
     try:
-        if args.data is not None:
-            ds, source = load_dataset(args.data), args.data
-        else:  # the first run's own data settings (path, or the synthetic world's parameters)
-            first = Path(args.arm[0].partition("=")[2].split(",")[0])
-            ds, source = dataset_from_config(build_config(first / "config.yaml")), f"the data of {first}/config.yaml"
+        ds = (load_dataset(args.data) if args.data is not None
+              else dataset_from_config(build_config(all_runs[0] / "config.yaml")))
+        for run in all_runs:
+            summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else None
+            check_trained_on(run, summary, ds)
     except (DataError, ConfigError) as e:
-        sys.exit(f"error: {e}")
-    fingerprint = ds.item_map_fingerprint()
-    for spec in args.arm:
-        for run in (Path(d) for d in spec.partition("=")[2].split(",") if d):
-            summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-            if summary.get("item_map_fingerprint") not in (None, fingerprint):
-                sys.exit(f"{run} was trained on another dataset than {source} (item map "
-                         f"{summary['item_map_fingerprint']} vs {fingerprint})")
+        sys.exit(f"error: {e} (dataset: {source})")
     seqs = ds.sequences
     groups = user_groups(seqs.items, seqs.offsets, seqs.num_items)
     n_users = len(seqs.offsets) - 1

@@ -292,6 +292,15 @@ def _leaves(cfg, prefix: str = ""):
             yield f"{prefix}{f.name}", value
 
 
+def check_trained_on(run_dir: str | Path, summary: dict | None, dataset: RecDataset) -> None:
+    """Refuse ``dataset`` when its item map differs from the one the run in ``run_dir`` was trained on
+    (the fingerprint in the run's ``summary``; a run that predates the fingerprint is not checked)."""
+    trained = (summary or {}).get("item_map_fingerprint")
+    if trained not in (None, dataset.item_map_fingerprint()):
+        raise DataError(f"{run_dir} was trained on another dataset, with a different item map "
+                        f"({trained} vs {dataset.item_map_fingerprint()})")
+
+
 def load_run(run_dir: str | Path, device: str | None = None, data_path: str | None = None) -> Run:
     """Rebuild a saved run: config -> data -> model, then load the safetensors weights."""
     run_dir = Path(run_dir)
@@ -312,9 +321,7 @@ def load_run(run_dir: str | Path, device: str | None = None, data_path: str | No
                         f"from the current directory, {Path.cwd()}); give the dataset's location with --data PATH")
     run = build(cfg)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
-    if summary and summary.get("item_map_fingerprint") not in (None, run.dataset.item_map_fingerprint()):
-        raise DataError(f"{run_dir} was trained on a dataset with a different item map "
-                        f"({summary['item_map_fingerprint']} vs {run.dataset.item_map_fingerprint()})")
+    check_trained_on(run_dir, summary, run.dataset)
     load_weights(run.model, run_dir, run.device)
     run.run_dir, run.summary = run_dir, summary
     return run
