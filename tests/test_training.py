@@ -133,12 +133,19 @@ def test_epoch_loss_normalization_weighs_every_target_position_equally(monkeypat
                                    ["model.prism.enabled=true", "model.prism.masking=mean",
                                     "model.prism.lambda_transition=0.2", "model.prism.synergy_contrast=true"],
                                    ["model.prism.enabled=true", "model.prism.masking=zero",
-                                    "model.prism.method=concat"]])
+                                    "model.prism.method=concat"],
+                                   ["model.prism.enabled=true", "model.prism.masking=mean",
+                                    "model.prism.output_content=true"],
+                                   ["model.prism.enabled=true", "model.prism.masking=mean",
+                                    "model.prism.output_content=true", "model.prism.output_fusion=user"],
+                                   ["model.prism.enabled=true", "model.prism.method=concat",
+                                    "model.prism.output_content=true"]])
 def test_micro_batches_give_the_whole_batch_gradient(extra):
     """Length-sorted parts with accumulated, share-weighted gradients = the batch's gradient (dropout
     off, CE, deterministic masking: nothing random in the step), with less padding per part. With
     PRISM the experts run once for the batch (begin_batch/finish_batch), and the interaction losses
-    over the batch's distinct items are the whole batch's."""
+    over the batch's distinct items are the whole batch's; content in the prediction layer
+    (``output_content``) is computed for every item once per step and its gradient carried back."""
     sets = TINY + ["model.dropout=0.0", "model.prism.expert_dropout=0.0", "model.prism.fusion_dropout=0.0", *extra]
     grads, losses = [], []
     for micro in (1, 4):
@@ -165,27 +172,37 @@ def test_micro_batches_give_the_whole_batch_gradient(extra):
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
-@pytest.mark.parametrize("backbone", ["sasrec", "stosa"])
-def test_micro_batches_run_the_prism_experts_once_per_step(backbone):
+OUTPUT_ITEMS = ["model.prism.output_content=true"]
+OUTPUT_USER = OUTPUT_ITEMS + ["model.prism.output_fusion=user"]
+
+
+@pytest.mark.parametrize("backbone,extra", [("sasrec", []), ("stosa", []), ("sasrec", OUTPUT_ITEMS),
+                                            ("sasrec", OUTPUT_USER), ("stosa", OUTPUT_ITEMS)])
+def test_micro_batches_run_the_prism_experts_once_per_step(backbone, extra):
     """Parts read the step's expert table instead of running the experts again: no more expert calls
-    for 4 micro-batches than for 1 (per stream, the full input once; the masked views once; without
-    the table 4 parts would make 4 times as many)."""
+    for 4 micro-batches than for 1 (per stream, the full input once; the masked views once; with
+    ``output_content`` the prediction layer's table of every item once; without the tables 4 parts
+    would make 4 times as many)."""
     calls = []
     for micro in (1, 4):
         cfg = build_config(overrides=TINY + ["model.prism.enabled=true", f"model.backbone={backbone}",
-                                             f"train.micro_batches={micro}"])
+                                             f"train.micro_batches={micro}", *extra])
         run = build(cfg)
         trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
         run.model.train()
-        n = [0]
-        run.model.item_input.fuser.experts.register_forward_hook(lambda *_: n.__setitem__(0, n[0] + 1))
+        rows = []  # leading size of each expert call's input
+        run.model.item_input.fuser.experts.register_forward_hook(lambda _m, args, _out: rows.append(args[0].shape[0]))
         trainer.optimizer.zero_grad(set_to_none=True)
         loss, parts = trainer.accumulate_gradients(torch.arange(run.data.num_users))
+        # every item (N + 1 rows) once per step and stream with content in the prediction layer (STOSA's loss
+        # asks for the table several times: with one part each time), else never
+        streams, tables = 2 if backbone == "stosa" else 1, rows.count(run.data.num_items + 1)
+        assert (tables == streams if micro > 1 else tables >= streams) if extra else tables == 0
         assert {"L_synergy", "L_redundancy"} <= parts.keys() and math.isfinite(loss)
-        assert run.model.item_input._step is None  # the step's table is released
+        assert run.model.item_input._step is None and not run.model.item_input._step_keys  # released
         expert_grad = next(run.model.item_input.fuser.experts.parameters()).grad
         assert expert_grad is not None and expert_grad.abs().sum() > 0
-        calls.append(n[0])
+        calls.append(len(rows))
     assert calls[1] <= calls[0]
 
 
@@ -249,3 +266,31 @@ def test_fusion_balance_loss_in_micro_batches(tmp_path):
     train(cfg, tmp_path / "run", progress=False)
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert record["L_fusion_balance"] > 0 and "L_synergy" in record  # per part, and once per step
+
+
+@pytest.mark.parametrize("extra", [OUTPUT_ITEMS, OUTPUT_USER])
+def test_evaluation_computes_the_content_item_table_once(extra):
+    """With content in the prediction layer, one full-ranking evaluation computes every item's content
+    once (not once per user batch) and ranks exactly as scoring each batch afresh; the cached table is
+    released after the evaluation and never used in training."""
+    from prismrec.evaluation import evaluate
+
+    cfg = build_config(overrides=TINY + ["model.prism.enabled=true", "eval.batch_size=8", *extra])
+    run = build(cfg)
+    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+    trainer.train_epoch(1)  # weights away from their initial values
+    rows = []  # leading size of each expert call's input
+    run.model.item_input.fuser.experts.register_forward_hook(lambda _m, args, _out: rows.append(args[0].shape[0]))
+    cached = trainer.evaluate("valid")
+    assert rows.count(run.data.num_items + 1) == 1
+    assert run.model.item_input._table_cache is None
+    run.model.eval()
+    rows.clear()
+    fresh = evaluate(run.model.full_sort_scores, run.data.split("valid"), cfg.eval.ks, batch_size=8)
+    assert rows.count(run.data.num_items + 1) == len(range(0, run.data.num_users, 8)) > 1
+    assert torch.equal(cached.ranks, fresh.ranks) and cached.metrics == fresh.metrics
+    run.model.train()
+    with run.model.cached_item_tables():
+        a = run.model.item_input.output_keys()
+        b = run.model.item_input.output_keys()
+    assert a is not b and a.requires_grad  # training: computed every time, in the graph

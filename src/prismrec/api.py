@@ -45,9 +45,10 @@ class Run:
 
     def evaluate(self, split: str = "test") -> EvalResult:
         self.model.eval()
-        return evaluate(self.model.full_sort_scores, self.data.split(split), self.config.eval.ks,
-                        batch_size=self.config.eval.batch_size, exclude_history=self.config.eval.exclude_history,
-                        device=self.device)
+        with self.model.cached_item_tables():  # content item tables once per evaluation, not per batch
+            return evaluate(self.model.full_sort_scores, self.data.split(split), self.config.eval.ks,
+                            batch_size=self.config.eval.batch_size,
+                            exclude_history=self.config.eval.exclude_history, device=self.device)
 
     @torch.no_grad()
     def recommend(self, history: list[int], k: int = 10, exclude_history: bool = True) -> list[tuple[int, float]]:

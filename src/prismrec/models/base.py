@@ -6,7 +6,9 @@ Evaluation only needs :meth:`SequentialRecommender.full_sort_scores`; the traine
 """
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +106,17 @@ class SequentialRecommender(nn.Module):
     def full_sort_scores(self, item_seq: torch.Tensor) -> torch.Tensor:
         """Scores of every item for the next position after each sequence. (B, L) -> (B, N + 1)"""
         return self.score(self.last_hidden(item_seq))
+
+    @contextmanager
+    def cached_item_tables(self) -> Iterator[None]:
+        """Scoring in evaluation while the weights stay fixed (e.g. all user batches of one full-ranking
+        evaluation): every item input (STOSA has two) may compute its full item table once for the block
+        (:meth:`ItemInput.cached_item_tables`) instead of once per user batch."""
+        with ExitStack() as stack:
+            for module in self.modules():
+                if isinstance(module, ItemInput):
+                    stack.enter_context(module.cached_item_tables())
+            yield
 
     def recommendation_loss(self, hidden: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
         mask = batch.targets != PAD_ID  # (B, L)

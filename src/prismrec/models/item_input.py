@@ -6,8 +6,9 @@ fused multimodal embeddings (``prismrec.prism``) without touching the backbone's
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -80,6 +81,13 @@ class ItemInput(nn.Module):
         """After every part's backward: (scalars whose gradients are the parts' gradients carried through
         the work of ``begin_batch``; the step's auxiliary losses if ``losses``). Plain inputs: ([], {})."""
         return [], {}
+
+    @contextmanager
+    def cached_item_tables(self) -> Iterator[None]:
+        """A block of scoring in evaluation (eval mode, no gradient) during which the parameters do not
+        change, e.g. one full-ranking evaluation over all user batches: an input whose full item table
+        is computed (content) may compute it once for the block. Plain inputs: nothing to cache."""
+        yield
 
     def on_epoch_start(self, epoch: int) -> None:
         """Before each training epoch (1-based), e.g. to move a schedule. Plain inputs: nothing."""

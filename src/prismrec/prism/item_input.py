@@ -13,7 +13,8 @@ item (``output_fusion=items``) or, for PRISM, every expert's embedding weighted 
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -71,6 +72,11 @@ class MultimodalItemInput(ItemInput):
         # the last training forward's per-item work, reused by auxiliary_losses on the same batch
         self._batch_items: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None
         self._step: _StepTable | None = None  # a step in micro-batches: its item-level work, done once
+        # inside such a step, the content item table(s) of the prediction layer, computed once for the step:
+        # per_expert -> (table in the graph, the detached leaf the parts score with)
+        self._step_keys: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
+        # inside cached_item_tables(): per_expert -> the full content item table, computed once (no gradient)
+        self._table_cache: dict[bool, torch.Tensor] | None = None
         # the last training forward's (item_seq, fusion weights, padding mask) (``lambda_fusion_balance``)
         self._fusion_weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -115,6 +121,7 @@ class MultimodalItemInput(ItemInput):
         step. Each part reads detached leaf copies of it, so the parts' backward passes stop at the
         leaves and add up there; :meth:`finish_batch` carries the sums through the experts once."""
         self._step = self._batch_items = None
+        self._step_keys = {}
         if item_seq is None:
             return
         items = torch.unique(item_seq)  # (U,)
@@ -130,9 +137,11 @@ class MultimodalItemInput(ItemInput):
         gradient through the item-level work. Plus, with ``losses``, the interaction losses of every distinct
         item of the step, once (``representation``; ``prediction`` losses ran in each part)."""
         step, self._step = self._step, None
+        tables, self._step_keys = list(self._step_keys.values()), {}
         if step is None:
             return [], {}
-        carry = [(out * leaf.grad).sum() for out, leaf in zip(step.outputs, step.leaves) if leaf.grad is not None]
+        carry = [(out * leaf.grad).sum() for out, leaf in list(zip(step.outputs, step.leaves)) + tables
+                 if leaf.grad is not None]
         aux = (self.fuser.item_losses(step.items, step.modal, step.outputs[1], step.outputs[0], step.item_seq)
                if losses and self.fuser.item_level_losses else {})
         return carry, aux
@@ -158,7 +167,34 @@ class MultimodalItemInput(ItemInput):
     def _content_keys(self, items: torch.Tensor | None, per_expert: bool) -> torch.Tensor:
         """ID embedding plus content, the content computed once per distinct requested item.
         ``items=None``: every row (N + 1, K); else (..., K). K = D, or (E + 1) D with ``per_expert``
-        (the ID embedding, then every expert's normalised embedding)."""
+        (the ID embedding, then every expert's normalised embedding).
+
+        The full table (``items=None``, e.g. every CE step and every evaluation batch) is computed once
+        per training step in micro-batches (the parts score with a detached copy and :meth:`finish_batch`
+        carries their summed gradient through it: the same gradient as one part) and once per
+        :meth:`cached_item_tables` block in evaluation, instead of once per part or per user batch."""
+        if items is None:
+            if self._table_cache is not None and not (self.training or torch.is_grad_enabled()):
+                if per_expert not in self._table_cache:
+                    self._table_cache[per_expert] = self._compute_keys(None, per_expert)
+                return self._table_cache[per_expert]
+            if self._step is not None and self.training and torch.is_grad_enabled():
+                if per_expert not in self._step_keys:
+                    table = self._compute_keys(None, per_expert)  # (N + 1, K) in the graph
+                    self._step_keys[per_expert] = (table, table.detach().requires_grad_())
+                return self._step_keys[per_expert][1]
+        return self._compute_keys(items, per_expert)
+
+    @contextmanager
+    def cached_item_tables(self) -> Iterator[None]:
+        """See :meth:`ItemInput.cached_item_tables`: the full content table(s), once per block."""
+        self._table_cache = {}
+        try:
+            yield
+        finally:
+            self._table_cache = None
+
+    def _compute_keys(self, items: torch.Tensor | None, per_expert: bool) -> torch.Tensor:
         table = self.id_input.output_embeddings()  # (N + 1, D)
         if items is None:
             uniq, where = torch.arange(self.num_items + 1, device=table.device), None

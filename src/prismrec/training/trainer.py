@@ -217,9 +217,10 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str) -> EvalResult:
         self.model.eval()
-        return evaluate(self.model.full_sort_scores, self.data.split(split), self.eval_cfg.ks,
-                        batch_size=self.eval_cfg.batch_size, exclude_history=self.eval_cfg.exclude_history,
-                        device=self.device)
+        with self.model.cached_item_tables():  # content item tables once per evaluation, not per batch
+            return evaluate(self.model.full_sort_scores, self.data.split(split), self.eval_cfg.ks,
+                            batch_size=self.eval_cfg.batch_size, exclude_history=self.eval_cfg.exclude_history,
+                            device=self.device)
 
     # ------------------------------------------------------------------ fit
     def fit(self, resume: bool = False, finished_ok: bool = False) -> FitResult:
