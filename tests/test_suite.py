@@ -1,5 +1,6 @@
 """Benchmark scripts: suite.py end to end on the tiny smoke plan (aggregation, a cut-off run resumed),
-planted_world.py on the tiny planted plan, and the helpers of planted_world.py and breakdown.py."""
+planted_world.py on the tiny planted plan, ensemble.py on two tiny runs, and the helpers of planted_world.py
+and breakdown.py."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,3 +167,34 @@ def test_breakdown_rebuilds_the_runs_dataset_from_their_config(tmp_path):
     other.write_text("".join(f"{u + 1} " + " ".join(str((u + k) % 7 + 1) for k in range(4)) + "\n" for u in range(60)))
     proc = subprocess.run(cmd + ["--data", str(other)], capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "trained on another dataset" in proc.stderr
+
+
+def test_ensemble_of_two_runs_reproduces_each_member_and_picks_the_weight_on_validation(tmp_path):
+    from prismrec.api import train
+    from prismrec.config import build_config
+
+    from conftest import TINY
+
+    train(build_config(overrides=TINY), tmp_path / "a", progress=False)
+    train(build_config(overrides=TINY + ["model.prism.enabled=true"]), tmp_path / "b", progress=False)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "ensemble.py"), "--member", f"ids={tmp_path / 'a'}",
+           "--member", f"content={tmp_path / 'b'}", "--grid", "0.25,0.5,0.75", "--name", "ens",
+           "--results-dir", str(tmp_path / "res"), "--out", str(tmp_path / "ab")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "res" / "ens.json").read_text())
+    assert res["grid"] == [0.0, 0.25, 0.5, 0.75, 1.0]  # the members alone are always tried
+    for name, w in (("a", 1.0), ("b", 0.0)):  # w = 1: the first member alone, w = 0: the second
+        saved = json.loads((tmp_path / name / "summary.json").read_text())["test"]
+        assert res["test"][res["grid"].index(w)]["NDCG@10"] == pytest.approx(saved["NDCG@10"], abs=1e-9)
+    best = max(row["NDCG@10"] for row in res["valid"])
+    assert res["chosen_valid"]["NDCG@10"] == best and res["chosen_w"] in res["grid"]
+    ranks = np.load(tmp_path / "ab" / "ranks.npz")["test"]
+    hits = ranks <= 10
+    assert np.where(hits, 1 / np.log2(ranks + 1.0), 0).mean() == pytest.approx(res["chosen_test"]["NDCG@10"])
+    assert set(res["paired_test_ndcg10"]) == {"ids", "content"}
+
+    train(build_config(overrides=TINY + ["data.max_seq_len=8"]), tmp_path / "c", progress=False)
+    cmd[cmd.index("--member") + 1] = f"ids={tmp_path / 'c'}"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "data.max_seq_len" in proc.stderr and "Traceback" not in proc.stderr
