@@ -39,10 +39,10 @@ from common import write_result  # noqa: E402
 KS = (5, 10, 20)
 
 
-def parse_member(spec: str) -> tuple[str, Path]:
+def parse_member(spec: str, option: str = "--member") -> tuple[str, Path]:
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
-        raise SystemExit(f"error: --member {spec!r}: expected NAME=RUN_DIR")
+        raise SystemExit(f"error: {option} {spec!r}: expected NAME=RUN_DIR")
     return name, Path(path)
 
 
@@ -114,6 +114,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--name", required=True, help="results file name (benchmarks/results/<name>.json)")
     ap.add_argument("--out", default=None, help="also write a run-like folder with the ensemble's ranks here")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=RUN_DIR",
+                    help="also test the ensemble against this run or ensemble folder (its ranks.npz), e.g. the "
+                         "ensemble of two ID-only seeds written by an earlier --out; repeatable")
     ap.add_argument("--results-dir", default=None, help="where the JSON goes (default benchmarks/results)")
     args = ap.parse_args()
 
@@ -174,6 +177,14 @@ def main() -> None:
     ens = ndcg10(chosen)
     result["paired_test_ndcg10"] = {name: paired(ens, ndcg10(per_split["test"][grid.index(w)]))
                                     for (name, _), w in zip(members, (1.0, 0.0))}
+    for spec in args.compare:
+        name, other = parse_member(spec, "--compare")
+        if not (other / "ranks.npz").is_file():
+            raise SystemExit(f"error: --compare {spec!r}: {other / 'ranks.npz'} not found")
+        theirs = np.load(other / "ranks.npz", allow_pickle=False)["test"]
+        if theirs.shape != chosen.shape:
+            raise SystemExit(f"error: --compare {spec!r}: {len(theirs)} users, the ensemble has {len(chosen)}")
+        result["paired_test_ndcg10"][name] = paired(ens, ndcg10(theirs))
     path = write_result(args.name, result, Path(args.results_dir) if args.results_dir else None)
 
     (a, _), (b, _) = members
@@ -184,7 +195,7 @@ def main() -> None:
         print(f"| {w:g}{mark} | {result['valid'][g][args.select]:.4f} | {result['test'][g]['NDCG@10']:.4f} | "
               f"{result['test'][g]['HR@10']:.4f} |")
     for name, p in result["paired_test_ndcg10"].items():
-        print(f"ensemble vs {name} alone: {p['mean_a']:.4f} vs {p['mean_b']:.4f} ({100 * p['relative']:+.1f}%), "
+        print(f"ensemble vs {name}: {p['mean_a']:.4f} vs {p['mean_b']:.4f} ({100 * p['relative']:+.1f}%), "
               f"paired t p = {p['t_pvalue']:.2g}, Wilcoxon p = {p['wilcoxon_pvalue']:.2g}")
     print(f"results: {path}")
 

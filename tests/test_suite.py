@@ -194,6 +194,12 @@ def test_ensemble_of_two_runs_reproduces_each_member_and_picks_the_weight_on_val
     assert np.where(hits, 1 / np.log2(ranks + 1.0), 0).mean() == pytest.approx(res["chosen_test"]["NDCG@10"])
     assert set(res["paired_test_ndcg10"]) == {"ids", "content"}
 
+    again = cmd + ["--compare", f"earlier={tmp_path / 'ab'}", "--name", "ens2"]
+    proc = subprocess.run(again, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    same = json.loads((tmp_path / "res" / "ens2.json").read_text())["paired_test_ndcg10"]["earlier"]
+    assert same["mean_a"] == same["mean_b"] and same["t_pvalue"] == 1.0  # the same ensemble again
+
     train(build_config(overrides=TINY + ["data.max_seq_len=8"]), tmp_path / "c", progress=False)
     cmd[cmd.index("--member") + 1] = f"ids={tmp_path / 'c'}"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
