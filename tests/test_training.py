@@ -35,7 +35,8 @@ def test_run_directory_and_reload_reproduce_summary(tiny_cfg, tmp_path):
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"config.yaml", "model.safetensors", "metrics.jsonl", "summary.json"} <= files
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    for key in ("valid", "test", "best_epoch", "epochs_run", "seconds_per_epoch", "eval_seconds"):
+    for key in ("valid", "test", "best_epoch", "epochs_run", "seconds_per_epoch", "eval_seconds",
+                "prismrec_version", "source_revision"):
         assert key in summary
     assert "NDCG@10" in summary["valid"] and "HR@10" in summary["test"]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -44,6 +45,31 @@ def test_run_directory_and_reload_reproduce_summary(tiny_cfg, tmp_path):
     assert again.evaluate("test").metrics == summary["test"]
     assert again.evaluate("valid").metrics == summary["valid"]
     assert run.recommend([1, 2, 3], k=5)[0][0] not in (1, 2, 3)
+
+
+def test_source_revision_names_the_commit_and_uncommitted_code(tmp_path):
+    import shutil
+    import subprocess
+
+    from prismrec.training.checkpoint import source_revision
+
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    assert source_revision.__wrapped__(tmp_path) is None  # not a checkout: no revision
+    pkg = tmp_path / "repo" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "mod.py").write_text("x = 1\n")
+    git = ["git", "-C", str(tmp_path / "repo"), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "c"], check=True)
+    head = subprocess.run(git[:3] + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert source_revision.__wrapped__(pkg) == head
+    (tmp_path / "repo" / "elsewhere.txt").write_text("outside the package\n")
+    assert source_revision.__wrapped__(pkg) == head  # only the package's own files count
+    (pkg / "mod.py").write_text("x = 2\n")
+    assert source_revision.__wrapped__(pkg) == head + "+dirty"
 
 
 def test_early_stopping_restores_best(tmp_path):

@@ -26,7 +26,7 @@ from .data.split import pad_history
 from .evaluation import EvalResult, evaluate
 from .models import SequentialRecommender, build_model
 from .training import Trainer, resolve_device
-from .training.checkpoint import load_weights, save_weights, write_json
+from .training.checkpoint import load_weights, save_weights, source_revision, write_json
 from .training.resume import RESUME_DIR
 from .training.trainer import peak_memory_mb, seed_everything
 
@@ -225,6 +225,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         "machine": platform.machine(),
         "item_map_fingerprint": run.dataset.item_map_fingerprint(),
         "prismrec_version": __version__,
+        "source_revision": source_revision(),  # git commit of the code (None outside a checkout)
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     write_json(summary, run_dir / "summary.json")

@@ -1,7 +1,9 @@
 """Checkpoints: weights as safetensors (no pickle), config as YAML, run summaries as JSON."""
 from __future__ import annotations
 
+import functools
 import json
+import subprocess
 from pathlib import Path
 
 import torch
@@ -55,6 +57,30 @@ def weights_mismatch(model: torch.nn.Module, path: Path) -> str:
         return "the tensors do not load into the model"
     more = f" ({len(problems) - 1} more difference(s))" if len(problems) > 1 else ""
     return f"e.g. {problems[0]}{more}; was the config or the prismrec version changed after training?"
+
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=None)
+def source_revision(package_dir: str | Path = PACKAGE_DIR) -> str | None:
+    """The git commit the library's source was run from, for a run's ``summary.json``: HEAD's short
+    hash, with ``+dirty`` when files under ``package_dir`` differ from it (the run then used
+    uncommitted code). ``None`` where the package is not in a git checkout (an installed wheel) or
+    git is not available; ``prismrec_version`` then identifies the code."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True, text=True,
+                                 timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return None
+    dirty = git("status", "--porcelain", "--", ".")
+    return f"{head}+dirty" if dirty else head
 
 
 def write_json(obj: dict, path: str | Path) -> None:
