@@ -5,7 +5,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,16 +35,12 @@ def machine() -> dict:
 
 
 def git_commit() -> str:
-    """HEAD's short hash, with ``+dirty`` when the library's source differs from it (the numbers then
-    come from uncommitted code)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True,
-                               text=True).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head}+dirty" if head and dirty else head or "unknown"
+    """The commit of the library code the numbers come from (HEAD's short hash, ``+dirty`` when the
+    package's files differ from it): the same value a run's ``summary.json`` records as
+    ``source_revision``."""
+    from prismrec.training.checkpoint import source_revision
+
+    return source_revision() or "unknown"
 
 
 def build_trainer(data: str, loss: str, overrides: list[str], device: str = "cpu"):
