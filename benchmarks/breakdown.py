@@ -22,18 +22,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
+
+from prismrec.evaluation.compare import paired_test, per_user_metric  # noqa: E402
 
 POPULARITY_EDGES = (0, 5, 10, 20, 50, 100, 10**9)  # training occurrences of the test item: [lo, hi)
 LENGTH_EDGES = (0, 5, 8, 12, 20, 10**9)  # items in the history the test prediction reads: [lo, hi)
 
 
 def ndcg10(ranks: np.ndarray) -> np.ndarray:
-    r = ranks.astype(np.float64)
-    return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
+    return per_user_metric(ranks, "NDCG@10")
 
 
 def user_groups(items: np.ndarray, offsets: np.ndarray, num_items: int) -> dict[str, np.ndarray]:
@@ -116,7 +116,7 @@ def main() -> None:
                 if a == args.baseline:
                     continue
                 rel = v[sel].mean() / base[sel].mean() - 1 if base[sel].mean() > 0 else float("nan")
-                p = float(stats.ttest_rel(v[sel], base[sel]).pvalue) if sel.sum() > 1 else float("nan")
+                p = paired_test(v[sel], base[sel]).t_pvalue if sel.sum() > 1 else float("nan")
                 row["vs_baseline"][a] = {"relative": float(rel), "t_pvalue": p}
             rows.append(row)
         report[key] = rows

@@ -85,20 +85,17 @@ def metrics(ranks: np.ndarray) -> dict[str, float]:
 
 
 def ndcg10(ranks: np.ndarray) -> np.ndarray:
-    r = ranks.astype(np.float64)
-    return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
+    from prismrec.evaluation.compare import per_user_metric
+
+    return per_user_metric(ranks, "NDCG@10")
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict:
-    from scipy import stats
+    from prismrec.evaluation.compare import paired_test
 
-    diff = a - b
-    t = stats.ttest_rel(a, b)
-    w = stats.wilcoxon(a, b) if np.any(diff != 0) else None
-    return {"mean_a": float(a.mean()), "mean_b": float(b.mean()),
-            "relative": float(diff.mean() / b.mean()) if b.mean() > 0 else None,
-            "t_pvalue": float(t.pvalue) if np.isfinite(t.pvalue) else 1.0,
-            "wilcoxon_pvalue": float(w.pvalue) if w is not None else 1.0, "users": int(len(a))}
+    t = paired_test(a, b, "NDCG@10")
+    return {"mean_a": t.mean_a, "mean_b": t.mean_b, "relative": t.relative, "t_pvalue": t.t_pvalue,
+            "wilcoxon_pvalue": t.wilcoxon_pvalue, "users": t.users}
 
 
 def main() -> None:

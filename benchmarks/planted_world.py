@@ -37,8 +37,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def ndcg10(ranks: np.ndarray) -> np.ndarray:
-    r = ranks.astype(np.float64)
-    return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
+    from prismrec.evaluation.compare import per_user_metric
+
+    return per_user_metric(ranks, "NDCG@10")
 
 
 def centroid_cv_accuracy(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> float:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
 from prismrec.config import RESUMABLE_CHANGES  # noqa: E402
+from prismrec.evaluation.compare import load_ranks, paired_test, per_user_metric  # noqa: E402
 
 
 def load_plan(path: str) -> dict:
@@ -101,21 +102,13 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
 
 
 def per_user_ndcg(run_dir: Path, k: int = 10) -> np.ndarray:
-    r = np.load(run_dir / "ranks.npz", allow_pickle=False)["test"].astype(np.float64)
-    return np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)
+    return per_user_metric(load_ranks(run_dir, "test").ranks, f"NDCG@{k}")
 
 
 def paired_tests(a: np.ndarray, b: np.ndarray) -> dict:
-    from scipy import stats
-
-    t = stats.ttest_rel(a, b)
-    try:
-        w = stats.wilcoxon(a, b, zero_method="wilcox")
-        w_p = float(w.pvalue)
-    except ValueError:  # all differences zero
-        w_p = 1.0
-    return {"mean_diff": float((a - b).mean()), "t_stat": float(t.statistic), "t_pvalue": float(t.pvalue),
-            "wilcoxon_pvalue": w_p, "users": int(len(a))}
+    t = paired_test(a, b, "NDCG@10")
+    return {"mean_diff": t.mean_diff, "t_stat": t.t_stat, "t_pvalue": t.t_pvalue,
+            "wilcoxon_pvalue": t.wilcoxon_pvalue, "users": t.users}
 
 
 def main() -> None:

@@ -33,6 +33,14 @@ def test_train_evaluate_recommend_round_trip(tmp_path, capsys):
                  "--output-dir", str(tmp_path / "again")]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["test"] == summary["test"]
+    # compare reads the saved ranks: a run against its exact reproduction differs in nothing
+    assert main(["compare", "--run", str(run), "--against", str(tmp_path / "again"), "--json",
+                 "--metric", "NDCG@10", "--metric", "MRR@5"]) == 0
+    cmp = json.loads(capsys.readouterr().out)["tests"]
+    assert [t["metric"] for t in cmp] == ["NDCG@10", "MRR@5"]
+    assert cmp[0]["mean_a"] == pytest.approx(summary["test"]["NDCG@10"], abs=1e-12)
+    assert cmp[1]["mean_b"] == pytest.approx(summary["test"]["MRR@5"], abs=1e-12)
+    assert cmp[0]["relative"] == 0 and cmp[0]["t_pvalue"] == 1 and cmp[0]["users"] == 80
 
 
 def test_train_with_prism_on_synthetic(tmp_path, capsys):
@@ -46,6 +54,8 @@ def test_train_with_prism_on_synthetic(tmp_path, capsys):
     (["train", "--set", "train.lr_typo=1"], "unknown key(s) train.lr_typo"),
     (["train", "--data", "/nonexistent/path"], "does not exist"),
     (["evaluate", "--run", "/nonexistent/run"], "no config.yaml"),
+    (["compare", "--run", "/nonexistent/a", "--against", "/nonexistent/b"], "/nonexistent/a/ranks.npz: not found"),
+    (["compare", "--run", "a", "--against", "b", "--metric", "AUC"], "unknown metric 'AUC'"),
 ])
 def test_errors_are_one_clear_line(argv, needle, capsys):
     assert main(argv) == 2

@@ -84,6 +84,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_recommend)
 
+    p = sub.add_parser("compare", help="is one run (or group of seeds) better than another? paired tests over users",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Compare finished runs on the same users from the ranks they saved (ranks.npz; "
+                                   "nothing is re-scored). Each user's metric is averaged over the runs of a side "
+                                   "(e.g. three seeds), then side A is tested against side B with a paired t-test "
+                                   "and a Wilcoxon signed-rank test over users (two-sided).",
+                       epilog="example:\n  prismrec compare --run runs/prism-s1 --run runs/prism-s2 "
+                              "--against runs/sasrec-s1 --against runs/sasrec-s2")
+    p.add_argument("--run", dest="runs", action="append", required=True, metavar="DIR",
+                   help="a run of side A; repeat for several seeds")
+    p.add_argument("--against", action="append", required=True, metavar="DIR",
+                   help="a run of side B (the reference); repeat for several seeds")
+    p.add_argument("--split", choices=["valid", "test"], default="test", help="which split (default: test)")
+    p.add_argument("--metric", dest="metrics", action="append", metavar="NAME@K",
+                   help="HR@K (= Recall@K), NDCG@K or MRR@K; repeat for several (default: NDCG@10 and HR@10)")
+    p.add_argument("--json", action="store_true", help="print the tests as JSON")
+    p.set_defaults(func=cmd_compare)
+
 
 def format_table(summary: dict, ks: tuple[int, ...]) -> str:
     names = [f"{m}@{k}" for k in ks for m in ("HR", "NDCG", "MRR")]
@@ -161,6 +179,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_table({args.split: res.metrics}, run.config.eval.ks))
         print(f"({res.seconds:.2f} s, {len(res.ranks)} users)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+    from ..evaluation.compare import compare_runs, parse_metric
+
+    metrics = args.metrics or ["NDCG@10", "HR@10"]
+    for m in metrics:
+        try:
+            parse_metric(m)
+        except ValueError as exc:
+            raise ConfigError(f"--metric: {exc}") from None
+    tests = compare_runs(args.runs, args.against, split=args.split, metrics=metrics)
+    if args.json:
+        print(json.dumps({"split": args.split, "a": [str(r) for r in args.runs],
+                          "b": [str(r) for r in args.against], "tests": [t.to_dict() for t in tests]}, indent=2))
+        return 0
+    print(f"A: {len(args.runs)} run(s), B: {len(args.against)} run(s); {args.split} split, "
+          f"{tests[0].users:,} users (each user's metric averaged over a side's runs)")
+    print(f"{'metric':<9} {'A':>8} {'B':>8} {'A vs B':>8} {'paired t p':>11} {'Wilcoxon p':>11}")
+    for t in tests:
+        rel = f"{t.relative:+.1%}" if t.relative is not None else "n/a"
+        print(f"{t.metric:<9} {t.mean_a:>8.4f} {t.mean_b:>8.4f} {rel:>8} {t.t_pvalue:>11.2g} {t.wilcoxon_pvalue:>11.2g}")
     return 0
 
 

@@ -1,0 +1,157 @@
+"""Paired comparison of finished runs on the same users, from the ranks they saved.
+
+Every run directory holds ``ranks.npz``: each user's valid and test target rank (row u = user u of
+the dataset). A per-user metric follows from a rank alone (HR@K, NDCG@K, MRR@K, as in
+:mod:`.metrics`), so two runs, or two groups of runs (seeds), are compared user by user without
+re-scoring: each user's metric is averaged over a group's runs, then the two groups are compared by a
+paired t-test and a Wilcoxon signed-rank test over users. ``prismrec compare`` prints this.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..data.sequences import DataError
+
+RANKS_FILE = "ranks.npz"
+_METRIC = re.compile(r"^(HR|NDCG|MRR)@([1-9][0-9]*)$")
+
+
+def parse_metric(metric: str) -> tuple[str, int]:
+    """``"NDCG@10"`` -> ``("NDCG", 10)``; a ``ValueError`` naming the accepted forms otherwise."""
+    m = _METRIC.match(metric.strip().upper().replace("RECALL", "HR"))
+    if not m:
+        raise ValueError(f"unknown metric {metric!r}: expected HR@K, Recall@K, NDCG@K or MRR@K with K >= 1")
+    return m.group(1), int(m.group(2))
+
+
+def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """Each user's value of ``metric`` (e.g. ``"NDCG@10"``) from 1-based target ranks; its mean is
+    the metric that :func:`.metrics.metrics_from_ranks` reports."""
+    name, k = parse_metric(metric)
+    r = np.asarray(ranks, dtype=np.float64)
+    hit = r <= k
+    if name == "HR":
+        return hit.astype(np.float64)
+    if name == "NDCG":
+        return np.where(hit, 1.0 / np.log2(r + 1.0), 0.0)
+    return np.where(hit, 1.0 / r, 0.0)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A against B on the same users: means, relative change of A over B, and two-sided p-values."""
+
+    metric: str
+    mean_a: float
+    mean_b: float
+    mean_diff: float
+    relative: float | None  # (mean_a - mean_b) / mean_b; None when mean_b is 0
+    t_stat: float
+    t_pvalue: float
+    wilcoxon_pvalue: float
+    users: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, metric: str = "NDCG@10") -> PairedTest:
+    """Paired t-test and Wilcoxon signed-rank test of per-user values ``a`` against ``b``.
+
+    Identical values (every difference zero) carry no evidence of a difference: both p-values are
+    1 and the t statistic 0, instead of scipy's NaN or error."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired values must be two 1-d arrays of one length, got {a.shape} and {b.shape}")
+    diff = a - b
+    if np.any(diff != 0):
+        t = stats.ttest_rel(a, b)
+        t_stat, t_p = float(t.statistic), float(t.pvalue)
+        w_p = float(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
+    else:
+        t_stat, t_p, w_p = 0.0, 1.0, 1.0
+    mean_b = float(b.mean()) if len(b) else 0.0
+    return PairedTest(metric=metric, mean_a=float(a.mean()) if len(a) else 0.0, mean_b=mean_b,
+                      mean_diff=float(diff.mean()) if len(diff) else 0.0,
+                      relative=float(diff.mean() / mean_b) if mean_b > 0 else None,
+                      t_stat=t_stat, t_pvalue=t_p, wilcoxon_pvalue=w_p, users=int(len(a)))
+
+
+@dataclass(frozen=True)
+class SavedRanks:
+    run_dir: Path
+    ranks: np.ndarray  # (U,) 1-based target ranks of one split
+    user_ids: np.ndarray | None  # (U,) as saved by the run; None in folders that kept none
+    fingerprint: str | None  # summary.json's item_map_fingerprint, where there is one
+
+
+def load_ranks(run_dir: str | Path, split: str = "test") -> SavedRanks:
+    """The per-user target ranks one run saved for ``split`` (``valid`` or ``test``)."""
+    run_dir = Path(run_dir)
+    path = run_dir / RANKS_FILE
+    if not path.is_file():
+        what = ("a finished run directory written by `prismrec train`" if run_dir.is_dir()
+                else "an existing run directory")
+        raise DataError(f"{path}: not found; expected {what}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if split not in z.files:
+                raise DataError(f"{path} holds no {split!r} ranks (it has: {', '.join(z.files)})")
+            ranks = np.asarray(z[split])
+            user_ids = np.asarray(z["user_ids"]) if "user_ids" in z.files else None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable ranks file ({exc})") from None
+    if ranks.ndim != 1 or not np.issubdtype(ranks.dtype, np.integer) or (len(ranks) and ranks.min() < 1):
+        raise DataError(f"{path}: {split!r} must be a 1-d array of integer ranks >= 1, got "
+                        f"shape {ranks.shape}, dtype {ranks.dtype}")
+    fingerprint = None
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        try:
+            fingerprint = json.loads(summary.read_text()).get("item_map_fingerprint")
+        except (OSError, ValueError):
+            fingerprint = None
+    return SavedRanks(run_dir, ranks, user_ids, fingerprint)
+
+
+def _check_same_users(saved: Sequence[SavedRanks]) -> None:
+    ref = saved[0]
+    for s in saved[1:]:
+        if len(s.ranks) != len(ref.ranks):
+            raise DataError(f"{s.run_dir / RANKS_FILE} holds {len(s.ranks):,} users but "
+                            f"{ref.run_dir / RANKS_FILE} {len(ref.ranks):,}: were the runs trained on one dataset?")
+        if ref.fingerprint and s.fingerprint and ref.fingerprint != s.fingerprint:
+            raise DataError(f"{s.run_dir} and {ref.run_dir} were trained on different item maps "
+                            f"(item_map_fingerprint {s.fingerprint} vs {ref.fingerprint} in summary.json)")
+        if ref.user_ids is not None and s.user_ids is not None and not np.array_equal(ref.user_ids, s.user_ids):
+            first = int(np.flatnonzero(ref.user_ids != s.user_ids)[0])
+            raise DataError(f"{s.run_dir / RANKS_FILE} and {ref.run_dir / RANKS_FILE} list the users in "
+                            f"different orders (row {first}: user {s.user_ids[first]} vs {ref.user_ids[first]})")
+
+
+def compare_runs(runs_a: Sequence[str | Path], runs_b: Sequence[str | Path], *, split: str = "test",
+                 metrics: Sequence[str] = ("NDCG@10", "HR@10")) -> list[PairedTest]:
+    """Group A (one run or several seeds) against group B on the same users, one test per metric.
+
+    Each user's metric is averaged over a group's runs before the paired tests, so seeds reduce the
+    noise of the comparison instead of counting as extra users."""
+    if not runs_a or not runs_b:
+        raise ValueError("compare_runs needs at least one run on each side")
+    metrics = [f"{name}@{k}" for name, k in map(parse_metric, metrics)]  # canonical names
+    a = [load_ranks(r, split) for r in runs_a]
+    b = [load_ranks(r, split) for r in runs_b]
+    _check_same_users(a + b)
+    out = []
+    for m in metrics:
+        va = np.mean([per_user_metric(s.ranks, m) for s in a], axis=0)
+        vb = np.mean([per_user_metric(s.ranks, m) for s in b], axis=0)
+        out.append(paired_test(va, vb, m))
+    return out
