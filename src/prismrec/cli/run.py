@@ -86,10 +86,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("compare", help="is one run (or group of seeds) better than another? paired tests over users",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Compare finished runs on the same users from the ranks they saved (ranks.npz; "
-                                   "nothing is re-scored). Each user's metric is averaged over the runs of a side "
-                                   "(e.g. three seeds), then side A is tested against side B with a paired t-test "
-                                   "and a Wilcoxon signed-rank test over users (two-sided).",
+                       description="Compare finished runs on the same users from the ranks they saved\n"
+                                   "(ranks.npz; nothing is re-scored). Each user's metric is averaged over the\n"
+                                   "runs of a side (e.g. three seeds), then side A is tested against side B with\n"
+                                   "a paired t-test and a Wilcoxon signed-rank test over users (two-sided).",
                        epilog="example:\n  prismrec compare --run runs/prism-s1 --run runs/prism-s2 "
                               "--against runs/sasrec-s1 --against runs/sasrec-s2")
     p.add_argument("--run", dest="runs", action="append", required=True, metavar="DIR",
