@@ -26,7 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
-from prismrec.evaluation.compare import paired_test, per_user_metric  # noqa: E402
+from prismrec.data.sequences import DataError  # noqa: E402
+from prismrec.evaluation.compare import load_ranks, paired_test, per_user_metric  # noqa: E402
 
 POPULARITY_EDGES = (0, 5, 10, 20, 50, 100, 10**9)  # training occurrences of the test item: [lo, hi)
 LENGTH_EDGES = (0, 5, 8, 12, 20, 10**9)  # items in the history the test prediction reads: [lo, hi)
@@ -73,16 +74,15 @@ def main() -> None:
         all_runs += runs
         per_run = []
         for run in runs:
-            f = run / "ranks.npz"
-            if not f.is_file():
-                ap.error(f"--arm {name}: {f} not found (a finished prismrec run directory is needed)")
-            per_run.append(ndcg10(np.load(f, allow_pickle=False)["test"]))
+            try:
+                per_run.append(ndcg10(load_ranks(run, "test").ranks))
+            except DataError as exc:
+                ap.error(f"--arm {name}: {exc}")
         arms[name] = np.mean(per_run, axis=0)  # (U,) mean over seeds per user
     if args.baseline not in arms:
         ap.error(f"--baseline {args.baseline!r} is not one of the arms ({', '.join(arms)})")
     from prismrec.api import check_trained_on, dataset_from_config
     from prismrec.config import ConfigError, build_config
-    from prismrec.data import DataError
 
     # the first run's own data settings (path, or the synthetic world's parameters) unless --data is given
     source = args.data if args.data is not None else f"the data of {all_runs[0]}/config.yaml"

@@ -134,6 +134,7 @@ def main() -> None:
 
     from prismrec.api import load_run
     from prismrec.data.sequences import DataError
+    from prismrec.evaluation.compare import load_ranks
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -176,9 +177,10 @@ def main() -> None:
                                     for (name, _), w in zip(members, (1.0, 0.0))}
     for spec in args.compare:
         name, other = parse_member(spec, "--compare")
-        if not (other / "ranks.npz").is_file():
-            raise SystemExit(f"error: --compare {spec!r}: {other / 'ranks.npz'} not found")
-        theirs = np.load(other / "ranks.npz", allow_pickle=False)["test"]
+        try:
+            theirs = load_ranks(other, "test").ranks
+        except DataError as exc:
+            raise SystemExit(f"error: --compare {spec!r}: {exc}") from None
         if theirs.shape != chosen.shape:
             raise SystemExit(f"error: --compare {spec!r}: {len(theirs)} users, the ensemble has {len(chosen)}")
         result["paired_test_ndcg10"][name] = paired(ens, ndcg10(theirs))

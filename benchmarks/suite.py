@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
 from prismrec.config import RESUMABLE_CHANGES  # noqa: E402
-from prismrec.evaluation.compare import load_ranks, paired_test, per_user_metric  # noqa: E402
+from prismrec.evaluation.compare import compare_runs  # noqa: E402
 
 
 def load_plan(path: str) -> dict:
@@ -101,16 +101,6 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
     return json.loads((out / "summary.json").read_text())
 
 
-def per_user_ndcg(run_dir: Path, k: int = 10) -> np.ndarray:
-    return per_user_metric(load_ranks(run_dir, "test").ranks, f"NDCG@{k}")
-
-
-def paired_tests(a: np.ndarray, b: np.ndarray) -> dict:
-    t = paired_test(a, b, "NDCG@10")
-    return {"mean_diff": t.mean_diff, "t_stat": t.t_stat, "t_pvalue": t.t_pvalue,
-            "wilcoxon_pvalue": t.wilcoxon_pvalue, "users": t.users}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--plan", required=True, help="YAML plan: name, datasets, losses, seeds, base, arms, baseline")
@@ -162,11 +152,12 @@ def main() -> None:
                 a, b = groups.get((ds, loss, cmp_arm)), groups.get((ds, loss, other))
                 if not a or not b:
                     continue
-                na = np.mean([per_user_ndcg(Path(j["dir"])) for j in a], axis=0)  # mean over seeds, per user
-                nb = np.mean([per_user_ndcg(Path(j["dir"])) for j in b], axis=0)
+                # per-user NDCG@10 averaged over each arm's seeds, then paired tests over users
+                (t,) = compare_runs([j["dir"] for j in a], [j["dir"] for j in b], metrics=["NDCG@10"])
                 comparisons.append({"dataset": ds, "loss": loss, "arm": cmp_arm, "vs": other,
-                                    "relative_ndcg10": float(na.mean() / max(nb.mean(), 1e-12) - 1.0),
-                                    **paired_tests(na, nb)})
+                                    "relative_ndcg10": float(t.mean_a / max(t.mean_b, 1e-12) - 1.0),
+                                    "mean_diff": t.mean_diff, "t_stat": t.t_stat, "t_pvalue": t.t_pvalue,
+                                    "wilcoxon_pvalue": t.wilcoxon_pvalue, "users": t.users})
     lines = ["| dataset | loss | arm | NDCG@10 | HR@10 | s/epoch | best epochs |", "|---|---|---|---|---|---|---|"]
     for row in table.values():
         rel = ""
