@@ -26,7 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
-from prismrec.data.sequences import DataError  # noqa: E402
+from prismrec.data.sequences import DataError, Sequences  # noqa: E402
+from prismrec.data.split import train_item_counts  # noqa: E402
 from prismrec.evaluation.compare import load_ranks, paired_test, per_user_metric  # noqa: E402
 
 POPULARITY_EDGES = (0, 5, 10, 20, 50, 100, 10**9)  # training occurrences of the test item: [lo, hi)
@@ -39,12 +40,10 @@ def ndcg10(ranks: np.ndarray) -> np.ndarray:
 
 def user_groups(items: np.ndarray, offsets: np.ndarray, num_items: int) -> dict[str, np.ndarray]:
     """Per user: training occurrences of the test item, and the test history's length."""
-    start, end = offsets[:-1], offsets[1:]
-    lengths = end - start
-    pos = np.arange(len(items)) - np.repeat(start, lengths)  # position within its user's sequence
-    in_train = pos < np.repeat(lengths - 2, lengths)  # s[:-2]
-    counts = np.bincount(items[in_train], minlength=num_items + 1)
-    return {"target_train_count": counts[items[end - 1]], "history_length": lengths - 1}
+    end = offsets[1:]
+    counts = train_item_counts(Sequences(items=items, offsets=offsets, user_ids=np.arange(len(end)),
+                                         num_items=num_items))  # occurrences in every user's s[:-2]
+    return {"target_train_count": counts[items[end - 1]], "history_length": np.diff(offsets) - 1}
 
 
 def label(lo: int, hi: int) -> str:

@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from breakdown import user_groups  # noqa: E402
 from common import write_result  # noqa: E402
 
+from prismrec.data.split import train_item_counts  # noqa: E402
+
 
 @torch.no_grad()
 def outrankers(score_fn, inputs: torch.Tensor, targets: torch.Tensor, history: torch.Tensor,
@@ -69,9 +71,7 @@ def main() -> None:
         run = load_run(run_dir, device="cpu", data_path=args.data)
         seqs = run.dataset.sequences
         g = user_groups(seqs.items, seqs.offsets, seqs.num_items)
-        counts = torch.as_tensor(np.bincount(seqs.items[np.concatenate(
-            [np.arange(a, b - 2) for a, b in zip(seqs.offsets[:-1], seqs.offsets[1:])])],
-            minlength=seqs.num_items + 1))
+        counts = torch.as_tensor(train_item_counts(seqs))
         users = torch.as_tensor(np.flatnonzero(g["target_train_count"] <= args.max_count))
         split = run.data.test
         run.model.eval()

@@ -21,6 +21,7 @@ from . import __version__
 from .config import (NEUTRAL_ADDITIONS, RESUMABLE_CHANGES, ConfigError, ExperimentConfig, build_config, load_yaml,
                      save_config)
 from .data import LeaveOneOut, RecDataset, load_dataset
+from .data.split import train_item_counts
 from .data.sequences import DataError
 from .data.split import pad_history
 from .evaluation import EvalResult, evaluate
@@ -162,7 +163,8 @@ def build(cfg: ExperimentConfig, dataset: RecDataset | None = None, device: torc
     data = LeaveOneOut.build(dataset.sequences, cfg.data.max_seq_len)
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, dataset.num_items, cfg.data.max_seq_len, cfg.train.loss,
-                        feature_tensors(dataset, cfg.data.modalities))
+                        feature_tensors(dataset, cfg.data.modalities),
+                        torch.from_numpy(train_item_counts(dataset.sequences)))
     device = device or resolve_device(cfg.train.device)
     return Run(config=cfg, dataset=dataset, data=data, model=model.to(device), device=device)
 

@@ -115,6 +115,22 @@ def output_fusion_weights(run: Run, split: str = "test", batch_size: int = 1024)
 
 
 @torch.no_grad()
+@torch.no_grad()
+def popularity_scales(run: Run) -> list[dict]:
+    """The prediction layer's learned scalars per popularity bucket (``model.prism.output_popularity_buckets``):
+    one row per bucket with its training-count range, how many items fall in it, and a_id / a_content
+    (the weights of the ID embedding and of the content in those items' keys; both start at 1)."""
+    mm = _multimodal_input(run)
+    pop = getattr(mm, "popularity", None)
+    if pop is None:
+        raise ValueError("this run has no popularity scales (train with model.prism.output_content=true "
+                         "and model.prism.output_popularity_buckets=8)")
+    items = torch.bincount(pop.bucket[1:], minlength=pop.scale.shape[0]).tolist()  # real items only
+    scale = pop.scale.detach().cpu().tolist()
+    return [{"bucket": b, "train_count": name, "items": n, "a_id": a[0], "a_content": a[1]}
+            for b, (name, n, a) in enumerate(zip(pop.bucket_ranges(), items, scale))]
+
+
 def expert_embeddings(run: Run, items: np.ndarray | None = None, batch_size: int = 4096) -> tuple[list[str], np.ndarray]:
     """Per-item expert embeddings (n, E, D) for ``items`` (default: every item 1..N)."""
     mm = _multimodal_input(run)

@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="fusion weights and expert embeddings of a PRISM run",
                        description="Print the average fusion weight of each expert and its spread across users "
                                    "(weights at each user's most recent position), the per-user content gate "
-                                   "where the run has one (model.prism.content_gate), and optionally export "
+                                   "where the run has one (model.prism.content_gate), the prediction layer's "
+                                   "scales per popularity bucket where it has them "
+                                   "(model.prism.output_popularity_buckets), and optionally export "
                                    "per-user weights and per-item expert embeddings, linear-probe the experts against item labels, "
                                    "or draw the experts' t-SNE map.")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory trained with model.prism.enabled=true")
@@ -75,16 +77,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _inspect(run, args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..introspect import content_gates, expert_embeddings, expert_probes, fusion_weights, output_fusion_weights
+    from ..introspect import (content_gates, expert_embeddings, expert_probes, fusion_weights,
+                              output_fusion_weights, popularity_scales)
 
     has_gate = getattr(run.model.item_input, "content_gate", None) is not None
     gates = content_gates(run, args.split, per_position=args.per_position) if has_gate else None
+    has_popularity = getattr(run.model.item_input, "popularity", None) is not None
+    pop_rows = popularity_scales(run) if has_popularity else None
     try:
         fw = fusion_weights(run, args.split, per_position=args.per_position)
     except ValueError:
-        if gates is None:
+        if gates is None and pop_rows is None:
             raise
-        fw = None  # a naive fusion with a content gate: the gate is all there is to report
+        fw = None  # a naive fusion with a content gate or popularity scales: that is all there is to report
     rows = fw.summary() if fw is not None else None
     gate_row = gates.summary() if gates is not None else None
     equal_share = getattr(run.model.item_input, "fusion_equal_share", None)
@@ -118,6 +123,7 @@ def _inspect(run, args: argparse.Namespace) -> int:
     if args.json:  # always one object; absent parts are left out
         print(json.dumps({k: v for k, v in (("fusion_weights", rows), ("output_fusion_weights", out_rows),
                                             ("fusion_equal_share", equal_share), ("content_gate", gate_row),
+                                            ("output_popularity_scales", pop_rows),
                                             ("probes", probes), ("expert_map", emap))
                           if v is not None}, indent=2))
     else:
@@ -129,6 +135,14 @@ def _inspect(run, args: argparse.Namespace) -> int:
             print(f"{gate_row['mean']:7.4f} {gate_row['std']:7.4f} {gate_row['p25']:7.4f} {gate_row['median']:7.4f} "
                   f"{gate_row['p75']:7.4f} {gate_row['share_below_0.5']:11.3f}")
             if rows is not None:
+                print()
+        if pop_rows is not None:
+            print("prediction-layer scales per popularity bucket (key = a_id * ID embedding + a_content * "
+                  "content; both start at 1)")
+            print(f"{'train count':>11} {'items':>7} {'a_id':>7} {'a_content':>9}")
+            for r in pop_rows:
+                print(f"{r['train_count']:>11} {r['items']:7d} {r['a_id']:7.3f} {r['a_content']:9.3f}")
+            if rows is not None or out_rows is not None:
                 print()
         tables = [("input-side fusion weights (adaptive fusion layer)", rows)] if rows is not None else []
         if out_rows is not None:

@@ -103,3 +103,14 @@ def pad_history(history: list[int], max_seq_len: int) -> torch.Tensor:
     """One user's history as a left-padded ``(1, max_seq_len)`` input (most recent items kept)."""
     h = list(history)[-max_seq_len:]
     return torch.tensor([[PAD_ID] * (max_seq_len - len(h)) + h], dtype=torch.int64)
+
+
+def train_item_counts(seqs: Sequences) -> np.ndarray:
+    """(N + 1,) int64: how often each item occurs in the training sequences (every user's s[:-2],
+    the part the trainer learns from; the validation and test targets are not counted). Row 0 (padding)
+    is 0."""
+    start, end = seqs.offsets[:-1], seqs.offsets[1:]
+    lengths = end - start
+    pos = np.arange(len(seqs.items)) - np.repeat(start, lengths)  # position within its user's sequence
+    in_train = pos < np.repeat(lengths - 2, lengths)
+    return np.bincount(seqs.items[in_train], minlength=seqs.num_items + 1).astype(np.int64)

@@ -9,8 +9,8 @@ from .item_input import IDEmbedding, ItemInput
 from .registry import get_backbone
 
 
-def build_item_input(cfg: ModelConfig, num_items: int, features: dict[str, tuple[torch.Tensor, torch.Tensor]]
-                     ) -> ItemInput:
+def build_item_input(cfg: ModelConfig, num_items: int, features: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                     item_counts: torch.Tensor | None = None) -> ItemInput:
     """ID embedding, wrapped by the multimodal item input (PRISM or a naive fusion) when enabled."""
     id_input = IDEmbedding(num_items, cfg.hidden_dim)
     if not cfg.prism.enabled:
@@ -21,17 +21,19 @@ def build_item_input(cfg: ModelConfig, num_items: int, features: dict[str, tuple
     from ..prism.item_input import build_multimodal_input  # PRISM depends on models, not the reverse
 
     try:
-        return build_multimodal_input(cfg.prism, id_input, features, cfg.hidden_dim)
+        return build_multimodal_input(cfg.prism, id_input, features, cfg.hidden_dim, item_counts)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
 
 def build_model(cfg: ModelConfig, num_items: int, max_seq_len: int, loss: str = "ce",
-                features: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> SequentialRecommender:
-    """``features``: modality name -> (values (N + 1, d) float, present (N + 1,) bool)."""
+                features: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                item_counts: torch.Tensor | None = None) -> SequentialRecommender:
+    """``features``: modality name -> (values (N + 1, d) float, present (N + 1,) bool); ``item_counts``:
+    (N + 1,) each item's count in the training sequences (used by ``model.prism.output_popularity_buckets``)."""
     try:
         builder = get_backbone(cfg.backbone)
     except KeyError as exc:
         raise ConfigError(f"model.backbone: {exc.args[0]}") from None
-    item_input = build_item_input(cfg, num_items, features or {})
+    item_input = build_item_input(cfg, num_items, features or {}, item_counts)
     return builder(cfg, item_input, num_items, max_seq_len, loss)

@@ -154,6 +154,16 @@ class PRISMConfig:
     step (also in micro-batches) and once per evaluation; on the 2-core CPU (Beauty, 1 thread) a
     concat step then costs 1.08x SASRec's, a PRISM step 1.9x (docs/benchmarks.md, session 16). How
     it is fused there: ``output_fusion``."""
+    output_popularity_buckets: int = 0
+    """Not in the paper (0 = off; else >= 2). With ``output_content``: each item's key in the
+    prediction layer becomes a_id[b] * e_id(i) + a_content[b] * content(i), two learned scalars per
+    bucket b of the item's count in the training sequences (every user's s[:-2]): bucket 0 = never
+    seen, then 1, 2-3, 4-7, ... (powers of two), the last bucket open-ended; both start at 1, so the
+    model starts as plain ``output_content``. It lets the model trust content more than the ID
+    embedding for items whose ID embedding saw few interactions: on Beauty every content arm loses
+    8-12% NDCG@10 on test items with <= 4 training occurrences (docs/benchmarks.md, session 16).
+    With ``output_fusion=user`` the ID column and every expert's columns are scaled the same way.
+    ``prismrec inspect`` prints the learned scalars."""
     output_fusion: Literal["items", "user"] = "items"
     """With ``output_content``: ``items`` = one shared item table, content = the fuser's
     user-independent item embedding (PRISM: the mean of its experts); ``user`` (PRISM with a
@@ -216,6 +226,11 @@ class PRISMConfig:
         if self.output_fusion == "user" and (not self.output_content or self.method != "prism"):
             raise ConfigError("model.prism.output_fusion=user needs model.prism.output_content=true and "
                               "model.prism.method=prism (per-expert item embeddings)")
+        if self.output_popularity_buckets < 0 or self.output_popularity_buckets == 1:
+            raise ConfigError("model.prism.output_popularity_buckets must be 0 (off) or >= 2")
+        if self.output_popularity_buckets and not self.output_content:
+            raise ConfigError("model.prism.output_popularity_buckets needs model.prism.output_content=true "
+                              "(it scales the prediction layer's ID and content parts per popularity bucket)")
         for name in self.drop_experts:
             if not (name in ("synergy", "redundancy") or name.startswith("unique_")):
                 raise ConfigError(f"model.prism.drop_experts: unknown expert {name!r}; "

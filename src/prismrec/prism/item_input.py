@@ -54,11 +54,44 @@ class ContentNorm(nn.Module):
         return self.scale * self.norm(x)
 
 
+def popularity_buckets(counts: torch.Tensor, num_buckets: int) -> torch.Tensor:
+    """Bucket of each count: 0 for 0, then 1 + floor(log2(count)) (1 -> 1, 2-3 -> 2, 4-7 -> 3, ...),
+    capped at ``num_buckets - 1``."""
+    counts = counts.long()
+    log2 = torch.floor(torch.log2(counts.clamp(min=1).double())).long()
+    return torch.where(counts > 0, 1 + log2, 0).clamp(max=num_buckets - 1)
+
+
+class PopularityScale(nn.Module):
+    """Two learned scalars per popularity bucket, (a_id, a_content), both starting at 1
+    (``output_popularity_buckets``); the buckets come from the items' training counts."""
+
+    def __init__(self, item_counts: torch.Tensor, num_buckets: int) -> None:
+        super().__init__()
+        # recomputed from the dataset at every build, like the modality features (not saved)
+        self.register_buffer("bucket", popularity_buckets(item_counts, num_buckets), persistent=False)
+        self.scale = nn.Parameter(torch.ones(num_buckets, 2))
+
+    def forward(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a_id, a_content), each (U, 1), for the items (U,)."""
+        a = self.scale[self.bucket[items]]  # (U, 2)
+        return a[:, :1], a[:, 1:]
+
+    def bucket_ranges(self) -> list[str]:
+        """Human-readable training-count range of each bucket."""
+        last = self.scale.shape[0] - 1
+        names = ["0"]
+        for b in range(1, last + 1):
+            lo, hi = 2 ** (b - 1), 2 ** b - 1
+            names.append(f"{lo}+" if b == last else (str(lo) if lo == hi else f"{lo}-{hi}"))
+        return names
+
+
 class MultimodalItemInput(ItemInput):
     def __init__(self, id_input: ItemInput, modalities: ModalityEncoder, fuser: Fuser, combine: nn.Module,
                  output_content: bool = False, content_norm: nn.Module | None = None,
                  query_fusion: QueryFusion | None = None, content_gate: ContentGate | None = None,
-                 id_dropout: float = 0.0) -> None:
+                 id_dropout: float = 0.0, popularity: PopularityScale | None = None) -> None:
         super().__init__()
         self.id_input, self.modalities, self.fuser, self.combine = id_input, modalities, fuser, combine
         self.content_norm = content_norm if content_norm is not None else nn.Identity()
@@ -69,6 +102,9 @@ class MultimodalItemInput(ItemInput):
         self.query_fusion = query_fusion
         self.content_gate = content_gate  # None: content enters every user's inputs in full
         self.id_dropout = id_dropout  # training only: probability that a position sees no ID embedding
+        if popularity is not None and not output_content:
+            raise ValueError("popularity scales of the prediction layer need output_content")
+        self.popularity = popularity  # None: the prediction layer's ID and content parts are added as they are
         # the last training forward's per-item work, reused by auxiliary_losses on the same batch
         self._batch_items: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None
         self._step: _StepTable | None = None  # a step in micro-batches: its item-level work, done once
@@ -202,11 +238,15 @@ class MultimodalItemInput(ItemInput):
             uniq, where = torch.unique(items, return_inverse=True)  # (U,), items.shape
         modal = self.modalities(uniq)  # (U, M, D)
         real = (uniq != PAD_ID).unsqueeze(-1)  # (U, 1): the padding row carries no content
+        id_rows = table[uniq]  # (U, D)
+        if self.popularity is not None:  # per popularity bucket: how much the ID and the content count
+            a_id, a_content = self.popularity(uniq)  # (U, 1) each
+            id_rows, real = a_id * id_rows, a_content * real
         if per_expert:
             experts = self.content_norm(self.fuser.expert_outputs(modal)) * real.unsqueeze(-1)  # (U, E, D)
-            keys = torch.cat([table[uniq], experts.flatten(-2)], dim=-1)  # (U, (E + 1) D)
+            keys = torch.cat([id_rows, experts.flatten(-2)], dim=-1)  # (U, (E + 1) D)
         else:
-            keys = table[uniq] + self.content_norm(self.fuser.item_content(modal)) * real  # (U, D)
+            keys = id_rows + self.content_norm(self.fuser.item_content(modal)) * real  # (U, D)
         return keys if where is None else gather_rows(keys, where)
 
     def auxiliary_losses(self, ctx: AuxContext) -> dict[str, torch.Tensor]:
@@ -232,7 +272,8 @@ class MultimodalItemInput(ItemInput):
 
     def sibling(self, id_input: ItemInput) -> "MultimodalItemInput":
         return MultimodalItemInput(id_input, self.modalities, self.fuser, self.combine, self.output_content,
-                                   self.content_norm, self.query_fusion, self.content_gate, self.id_dropout)
+                                   self.content_norm, self.query_fusion, self.content_gate, self.id_dropout,
+                                   self.popularity)
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -285,8 +326,9 @@ class _StepTable(NamedTuple):
 
 
 def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
-                           features: dict[str, tuple[torch.Tensor, torch.Tensor]], hidden_dim: int
-                           ) -> MultimodalItemInput:
+                           features: dict[str, tuple[torch.Tensor, torch.Tensor]], hidden_dim: int,
+                           item_counts: torch.Tensor | None = None) -> MultimodalItemInput:
+    """``item_counts`` (N + 1,): each item's training count (needed by ``output_popularity_buckets``)."""
     modalities = ModalityEncoder(features, hidden_dim, cfg.feature_norm)
     fuser = build_fuser(cfg, modalities.names, hidden_dim)
     if cfg.synergy_contrast:
@@ -299,5 +341,11 @@ def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
     if cfg.content_gate:
         part_width = hidden_dim * (len(fuser.expert_names) if isinstance(fuser, PRISMFuser) else 1)
         gate = ContentGate(part_width, hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.fusion_scope)
+    popularity = None
+    if cfg.output_popularity_buckets:
+        if item_counts is None or item_counts.shape != (id_input.num_items + 1,):
+            raise ValueError("model.prism.output_popularity_buckets needs every item's training count "
+                             f"({id_input.num_items + 1} rows with padding); the model was built without them")
+        popularity = PopularityScale(item_counts, cfg.output_popularity_buckets)
     return MultimodalItemInput(id_input, modalities, fuser, combine, cfg.output_content, norm, query, gate,
-                               cfg.id_dropout)
+                               cfg.id_dropout, popularity)
