@@ -12,7 +12,8 @@ often their test item occurs in the training sequences (every user's sequence wi
 items: what the model trained on), and (2) by the length of the history the test prediction reads.
 Per group: users, mean NDCG@10 per arm, the relative difference of every arm to ``--baseline`` and a
 paired t-test over the group's users. Writes benchmarks/results/<name>.json and prints a Markdown
-table.
+table. The groups are the library's (``prismrec compare --by``, which tests two sides with a t-test and
+a Wilcoxon test per group); this script puts several arms in one table.
 """
 from __future__ import annotations
 
@@ -26,28 +27,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
-from prismrec.data.sequences import DataError, Sequences  # noqa: E402
-from prismrec.data.split import train_item_counts  # noqa: E402
-from prismrec.evaluation.compare import load_ranks, paired_test, per_user_metric  # noqa: E402
+from prismrec.data.sequences import DataError  # noqa: E402
+from prismrec.evaluation.compare import (GROUPINGS, group_masks, load_ranks, paired_test,  # noqa: E402
+                                         per_user_metric, user_groups)
 
-POPULARITY_EDGES = (0, 5, 10, 20, 50, 100, 10**9)  # training occurrences of the test item: [lo, hi)
-LENGTH_EDGES = (0, 5, 8, 12, 20, 10**9)  # items in the history the test prediction reads: [lo, hi)
+# the results' names of the library's groupings (prismrec.evaluation.compare.GROUPINGS, `prismrec compare --by`)
+GROUP_KEYS = {"target-count": "target_train_count", "history-length": "history_length"}
 
 
 def ndcg10(ranks: np.ndarray) -> np.ndarray:
     return per_user_metric(ranks, "NDCG@10")
-
-
-def user_groups(items: np.ndarray, offsets: np.ndarray, num_items: int) -> dict[str, np.ndarray]:
-    """Per user: training occurrences of the test item, and the test history's length."""
-    end = offsets[1:]
-    counts = train_item_counts(Sequences(items=items, offsets=offsets, user_ids=np.arange(len(end)),
-                                         num_items=num_items))  # occurrences in every user's s[:-2]
-    return {"target_train_count": counts[items[end - 1]], "history_length": np.diff(offsets) - 1}
-
-
-def label(lo: int, hi: int) -> str:
-    return f"{lo}+" if hi >= 10**9 else f"{lo}-{hi - 1}"
 
 
 def main() -> None:
@@ -60,8 +49,6 @@ def main() -> None:
     ap.add_argument("--baseline", required=True, help="arm the others are compared with")
     ap.add_argument("--name", required=True, help="results file name (benchmarks/results/<name>.json)")
     args = ap.parse_args()
-
-    from prismrec.data import load_dataset
 
     arms: dict[str, np.ndarray] = {}
     all_runs: list[Path] = []
@@ -80,22 +67,20 @@ def main() -> None:
         arms[name] = np.mean(per_run, axis=0)  # (U,) mean over seeds per user
     if args.baseline not in arms:
         ap.error(f"--baseline {args.baseline!r} is not one of the arms ({', '.join(arms)})")
-    from prismrec.api import check_trained_on, dataset_from_config
-    from prismrec.config import ConfigError, build_config
+    from prismrec.api import check_trained_on, load_run_dataset
+    from prismrec.config import ConfigError
 
     # the first run's own data settings (path, or the synthetic world's parameters) unless --data is given
     source = args.data if args.data is not None else f"the data of {all_runs[0]}/config.yaml"
     try:
-        ds = (load_dataset(args.data) if args.data is not None
-              else dataset_from_config(build_config(all_runs[0] / "config.yaml")))
-        for run in all_runs:
+        ds = load_run_dataset(all_runs[0], args.data)
+        for run in all_runs[1:]:
             summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else None
             check_trained_on(run, summary, ds)
-    except (DataError, ConfigError) as e:
+    except (DataError, ConfigError, FileNotFoundError) as e:
         sys.exit(f"error: {e} (dataset: {source})")
-    seqs = ds.sequences
-    groups = user_groups(seqs.items, seqs.offsets, seqs.num_items)
-    n_users = len(seqs.offsets) - 1
+    groups = user_groups(ds.sequences, "test")
+    n_users = len(ds.sequences.offsets) - 1
     for name, v in arms.items():
         if len(v) != n_users:
             sys.exit(f"arm {name}: {len(v)} users in ranks.npz, {n_users} in {source} (another dataset?)")
@@ -103,13 +88,11 @@ def main() -> None:
     base = arms[args.baseline]
     report: dict[str, list[dict]] = {}
     lines = []
-    for key, edges in (("target_train_count", POPULARITY_EDGES), ("history_length", LENGTH_EDGES)):
+    for grouping, edges in GROUPINGS.items():
+        key = GROUP_KEYS[grouping]
         rows = []
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            sel = (groups[key] >= lo) & (groups[key] < hi)
-            if not sel.any():
-                continue
-            row = {"group": label(lo, hi), "users": int(sel.sum()),
+        for group, sel in group_masks(groups[grouping], edges):
+            row = {"group": group, "users": int(sel.sum()),
                    "ndcg10": {a: float(v[sel].mean()) for a, v in arms.items()}, "vs_baseline": {}}
             for a, v in arms.items():
                 if a == args.baseline:

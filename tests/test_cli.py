@@ -56,6 +56,7 @@ def test_train_with_prism_on_synthetic(tmp_path, capsys):
     (["evaluate", "--run", "/nonexistent/run"], "no config.yaml"),
     (["compare", "--run", "/nonexistent/a", "--against", "/nonexistent/b"], "/nonexistent/a/ranks.npz: not found"),
     (["compare", "--run", "a", "--against", "b", "--metric", "AUC"], "unknown metric 'AUC'"),
+    (["compare", "--run", "a", "--against", "b", "--data", "x"], "--data is only read with --by"),
 ])
 def test_errors_are_one_clear_line(argv, needle, capsys):
     assert main(argv) == 2

@@ -1,5 +1,6 @@
 """Paired comparison of runs from their saved ranks (prismrec.evaluation.compare, `prismrec compare`)."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from scipy import stats
 from prismrec.cli import main
 from prismrec.data.sequences import DataError
 from prismrec.evaluation import metrics_from_ranks
-from prismrec.evaluation.compare import compare_runs, paired_test, parse_metric, per_user_metric
+from prismrec.evaluation.compare import (compare_by_group, compare_runs, group_masks, paired_test, parse_metric,
+                                         per_user_metric, user_groups)
 
 
 def write_run(path, test, valid=None, user_ids=None, fingerprint=None):
@@ -93,3 +95,99 @@ def test_compare_cli_prints_the_table(tmp_path, capsys):
     ndcg = next(l for l in out.splitlines() if l.startswith("NDCG@10")).split()
     assert float(ndcg[1]) > float(ndcg[2]) and ndcg[3].startswith("+") and float(ndcg[4]) < 1e-6
     assert any(l.startswith("HR@10") for l in out.splitlines())
+
+
+# ---------------------------------------------------------------------------- by groups of users
+SEQS = [[1, 2, 3, 4, 5], [2, 2, 6, 1, 3, 7], [6, 1, 1, 3, 2], [5, 4, 3, 2, 1, 6, 7, 2]]
+
+
+def sequences():
+    from prismrec.data.sequences import Sequences
+    return Sequences.from_lists([np.array(s) for s in SEQS], user_ids=[11, 12, 13, 14], num_items=7)
+
+
+def test_user_groups_are_the_targets_training_counts_and_the_history_lengths():
+    counts = np.zeros(8, dtype=int)
+    for s in SEQS:
+        for item in s[:-2]:  # what the model trained on
+            counts[item] += 1
+    test, valid = user_groups(sequences(), "test"), user_groups(sequences(), "valid")
+    assert test["target-count"].tolist() == [counts[s[-1]] for s in SEQS] == [1, 0, 4, 4]
+    assert valid["target-count"].tolist() == [counts[s[-2]] for s in SEQS] == [1, 2, 2, 0]
+    assert test["history-length"].tolist() == [len(s) - 1 for s in SEQS] == [4, 5, 4, 7]
+    assert valid["history-length"].tolist() == [len(s) - 2 for s in SEQS] == [3, 4, 3, 6]
+    with pytest.raises(ValueError, match="split"):
+        user_groups(sequences(), "train")
+
+
+def test_group_masks_label_half_open_groups_and_skip_empty_ones():
+    values = np.array([0, 4, 5, 9, 10, 19, 250, 3])
+    groups = group_masks(values, (0, 5, 10, 20, 50, 100))
+    assert [g for g, _ in groups] == ["0-4", "5-9", "10-19", "100+"]  # 20-49 and 50-99 are empty
+    assert [np.flatnonzero(m).tolist() for _, m in groups] == [[0, 1, 7], [2, 3], [4, 5], [6]]
+    assert [g for g, _ in group_masks(np.array([1, 2]), (0, 1, 2))] == ["1", "2+"]
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss")  # groups of two users
+def test_compare_by_group_is_compare_runs_on_each_groups_users(tmp_path):
+    rng = np.random.default_rng(3)
+    a1, a2, b = (rng.integers(1, 15, size=4) for _ in range(3))
+    ids = [11, 12, 13, 14]
+    runs_a = [write_run(tmp_path / "a1", a1, user_ids=ids), write_run(tmp_path / "a2", a2, user_ids=ids)]
+    run_b = write_run(tmp_path / "b", b, user_ids=ids)
+    groups = compare_by_group(runs_a, [run_b], sequences(), "target-count", metrics=["NDCG@10", "HR@5"])
+    assert [(g.group, g.users) for g in groups] == [("0-4", 4)]  # training counts 1, 0, 4, 4
+    by_length = compare_by_group(runs_a, [run_b], sequences(), "history-length", metrics=["NDCG@10", "HR@5"])
+    assert [(g.group, g.users) for g in by_length] == [("0-4", 2), ("5-7", 2)]  # lengths 4, 5, 4, 7
+    sel = np.array([True, False, True, False])
+    for g, mask in ((groups[0], np.ones(4, bool)), (by_length[0], sel), (by_length[1], ~sel)):
+        for t, m in zip(g.tests, ["NDCG@10", "HR@5"]):
+            va = (per_user_metric(a1, m) + per_user_metric(a2, m)) / 2
+            assert t == paired_test(va[mask], per_user_metric(b, m)[mask], m)
+    with pytest.raises(ValueError, match="unknown grouping"):
+        compare_by_group(runs_a, [run_b], sequences(), "item-price")
+
+
+def test_compare_by_group_refuses_ranks_of_other_users(tmp_path):
+    base = write_run(tmp_path / "base", [1, 2, 3, 4], user_ids=[11, 12, 13, 14])
+    with pytest.raises(DataError, match="holds 3 users but the dataset 4"):
+        compare_by_group([write_run(tmp_path / "a", [1, 2, 3], user_ids=[11, 12, 13])],
+                         [write_run(tmp_path / "b", [1, 2, 3], user_ids=[11, 12, 13])], sequences(), "target-count")
+    with pytest.raises(DataError, match=r"another order than the dataset \(row 0: user 1 vs 11\)"):
+        compare_by_group([write_run(tmp_path / "c", [1, 2, 3, 4])], [write_run(tmp_path / "d", [1, 2, 3, 4])],
+                         sequences(), "target-count")
+    assert compare_by_group([base], [base], sequences(), "target-count")[0].tests[0].t_pvalue == 1.0
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss")  # groups of two users
+def test_compare_cli_by_group_reads_the_runs_dataset(tmp_path, capsys):
+    data = tmp_path / "seqs.txt"
+    data.write_text("".join(f"{u} {' '.join(map(str, s))}\n" for u, s in zip([11, 12, 13, 14], SEQS)))
+    runs = []
+    for name, ranks in (("a", [1, 2, 30, 1]), ("b", [3, 9, 1, 20])):
+        run = write_run(tmp_path / name, ranks, user_ids=[11, 12, 13, 14])
+        (run / "config.yaml").write_text(f"data:\n  path: {data}\n  min_seq_len: 3\n")
+        runs.append(run)
+    assert main(["compare", "--run", str(runs[0]), "--against", str(runs[1]), "--by", "history-length",
+                 "--json", "--metric", "HR@5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["by"] == "history-length"
+    assert [(g["group"], g["users"]) for g in out["groups"]] == [("0-4", 2), ("5-7", 2)]
+    assert [g["tests"][0]["mean_a"] for g in out["groups"]] == [0.5, 1.0]  # ranks 1, 30 | 2, 1
+    assert [g["tests"][0]["mean_b"] for g in out["groups"]] == [1.0, 0.0]  # ranks 3, 1 | 9, 20
+    # --data replaces the run's data path; the table names the grouping
+    (runs[0] / "config.yaml").write_text("data:\n  path: /nonexistent/seqs.txt\n  min_seq_len: 3\n")
+    assert main(["compare", "--run", str(runs[0]), "--against", str(runs[1]), "--by", "target-count",
+                 "--data", str(data)]) == 0
+    table = capsys.readouterr().out
+    assert "by target-count (training occurrences of the target item)" in table
+    assert re.search(r"^0-4\s+4\s+NDCG@10", table, re.M)
+    # without --data the missing path is one clear error
+    assert main(["compare", "--run", str(runs[0]), "--against", str(runs[1]), "--by", "target-count"]) == 2
+    assert "data path /nonexistent/seqs.txt does not exist" in capsys.readouterr().err
+
+
+def test_cli_groupings_are_the_librarys():
+    from prismrec.cli.run import COMPARE_GROUPINGS
+    from prismrec.evaluation.compare import GROUPINGS
+    assert set(COMPARE_GROUPINGS) == set(GROUPINGS)

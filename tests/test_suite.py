@@ -87,18 +87,6 @@ def test_supervised_ceiling_reads_what_the_features_carry():
     assert acc["noise"] < 0.4  # unrelated labels stay near chance (0.25)
 
 
-def test_breakdown_groups_users_by_target_popularity_and_history_length():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import numpy as np
-    from breakdown import user_groups
-
-    # user 0: 1 2 3 4 (train 1 2, valid 3, test 4); user 1: 2 4 2 5 3 (train 2 4 2, valid 5, test 3)
-    items = np.array([1, 2, 3, 4, 2, 4, 2, 5, 3])
-    g = user_groups(items, np.array([0, 4, 9]), num_items=5)
-    assert g["target_train_count"].tolist() == [1, 0]  # item 4 once in training (user 1), item 3 never
-    assert g["history_length"].tolist() == [3, 4]
-
-
 def test_cold_target_outrankers_on_a_known_score_table():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch

@@ -305,9 +305,9 @@ def check_trained_on(run_dir: str | Path, summary: dict | None, dataset: RecData
                         f"({trained} vs {dataset.item_map_fingerprint()})")
 
 
-def load_run(run_dir: str | Path, device: str | None = None, data_path: str | None = None) -> Run:
-    """Rebuild a saved run: config -> data -> model, then load the safetensors weights."""
-    run_dir = Path(run_dir)
+def _saved_config(run_dir: Path, device: str | None, data_path: str | None) -> ExperimentConfig:
+    """A saved run's config (``data_path`` replacing its data path), with clear errors for a folder that
+    is not a run and for a data path that does not exist."""
     if not run_dir.exists():
         raise FileNotFoundError(f"{run_dir}: the run folder does not exist (no config.yaml to load; expected a "
                                 f"folder written by `prismrec train --output-dir`)")
@@ -316,15 +316,34 @@ def load_run(run_dir: str | Path, device: str | None = None, data_path: str | No
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir}: no config.yaml (is this a prismrec run directory?)")
     extra = {"data": {"path": data_path}} if data_path else None
-    cfg = build_config(run_dir / "config.yaml", extra=extra)
-    if device:
-        cfg = build_config(run_dir / "config.yaml", overrides=[f"train.device={device}"], extra=extra)
-    warn_if_config_predates(run_dir / "config.yaml", cfg, "the model is rebuilt with these defaults")
+    overrides = [f"train.device={device}"] if device else []
+    cfg = build_config(run_dir / "config.yaml", overrides=overrides, extra=extra)
     if not data_path and cfg.data.path is not None and not Path(cfg.data.path).expanduser().exists():
         raise DataError(f"{run_dir}: the run's data path {cfg.data.path} does not exist (a relative path is read "
                         f"from the current directory, {Path.cwd()}); give the dataset's location with --data PATH")
+    return cfg
+
+
+def _saved_summary(run_dir: Path) -> dict | None:
+    return json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
+
+
+def load_run_dataset(run_dir: str | Path, data_path: str | None = None) -> RecDataset:
+    """The dataset a saved run was trained on (its config's data, or ``data_path``), checked against the
+    run's item map; no model is built (e.g. to group the users of saved ranks)."""
+    run_dir = Path(run_dir)
+    dataset = dataset_from_config(_saved_config(run_dir, None, data_path))
+    check_trained_on(run_dir, _saved_summary(run_dir), dataset)
+    return dataset
+
+
+def load_run(run_dir: str | Path, device: str | None = None, data_path: str | None = None) -> Run:
+    """Rebuild a saved run: config -> data -> model, then load the safetensors weights."""
+    run_dir = Path(run_dir)
+    cfg = _saved_config(run_dir, device, data_path)
+    warn_if_config_predates(run_dir / "config.yaml", cfg, "the model is rebuilt with these defaults")
     run = build(cfg)
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
+    summary = _saved_summary(run_dir)
     check_trained_on(run_dir, summary, run.dataset)
     load_weights(run.model, run_dir, run.device)
     run.run_dir, run.summary = run_dir, summary

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from ..config import RESUMABLE_CHANGES
 
+#: the groupings of ``compare --by`` (evaluation.compare.GROUPINGS; named here so that the parser is built
+#: without importing torch)
+COMPARE_GROUPINGS = ("target-count", "history-length")
+
 def _config_help() -> str:
     """The key summary of ``train --help``, generated from the config dataclasses so it cannot drift:
     each section's plain keys, nested sections as ``section.sub.*``."""
@@ -89,9 +93,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Compare finished runs on the same users from the ranks they saved\n"
                                    "(ranks.npz; nothing is re-scored). Each user's metric is averaged over the\n"
                                    "runs of a side (e.g. three seeds), then side A is tested against side B with\n"
-                                   "a paired t-test and a Wilcoxon signed-rank test over users (two-sided).",
-                       epilog="example:\n  prismrec compare --run runs/prism-s1 --run runs/prism-s2 "
-                              "--against runs/sasrec-s1 --against runs/sasrec-s2")
+                                   "a paired t-test and a Wilcoxon signed-rank test over users (two-sided).\n"
+                                   "With --by, the same comparison inside groups of users, to show where A\n"
+                                   "gains or loses: by how often the target item occurs in the training\n"
+                                   "sequences (target-count: cold vs popular targets) or by the length of the\n"
+                                   "history that predicts it (history-length).",
+                       epilog="examples:\n  prismrec compare --run runs/prism-s1 --run runs/prism-s2 "
+                              "--against runs/sasrec-s1 --against runs/sasrec-s2\n"
+                              "  prismrec compare --run runs/prism-s1 --against runs/sasrec-s1 --by target-count")
     p.add_argument("--run", dest="runs", action="append", required=True, metavar="DIR",
                    help="a run of side A; repeat for several seeds")
     p.add_argument("--against", action="append", required=True, metavar="DIR",
@@ -99,6 +108,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["valid", "test"], default="test", help="which split (default: test)")
     p.add_argument("--metric", dest="metrics", action="append", metavar="NAME@K",
                    help="HR@K (= Recall@K), NDCG@K or MRR@K; repeat for several (default: NDCG@10 and HR@10)")
+    p.add_argument("--by", choices=COMPARE_GROUPINGS, help="also compare inside groups of users: target-count = "
+                   "training occurrences of the target item (groups 0-4, 5-9, 10-19, 20-49, 50-99, 100+), "
+                   "history-length = items in the history that predicts it (0-4, 5-7, 8-11, 12-19, 20+); needs the "
+                   "dataset (read from the first run's config.yaml, or --data)")
+    p.add_argument("--data", metavar="PATH", help="with --by: the dataset the runs were trained on, instead of the "
+                   "path in the first run's config.yaml (e.g. when the run was trained from another directory)")
     p.add_argument("--json", action="store_true", help="print the tests as JSON")
     p.set_defaults(func=cmd_compare)
 
@@ -184,7 +199,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..evaluation.compare import compare_runs, parse_metric
+    from ..evaluation.compare import compare_by_group, compare_runs, parse_metric
 
     metrics = args.metrics or ["NDCG@10", "HR@10"]
     for m in metrics:
@@ -192,18 +207,42 @@ def cmd_compare(args: argparse.Namespace) -> int:
             parse_metric(m)
         except ValueError as exc:
             raise ConfigError(f"--metric: {exc}") from None
+    if args.data and not args.by:
+        raise ConfigError("--data is only read with --by (the plain comparison needs no dataset)")
     tests = compare_runs(args.runs, args.against, split=args.split, metrics=metrics)
+    groups = None
+    if args.by:
+        from ..api import load_run_dataset
+
+        sequences = load_run_dataset(args.runs[0], args.data).sequences
+        groups = compare_by_group(args.runs, args.against, sequences, args.by, split=args.split, metrics=metrics)
     if args.json:
-        print(json.dumps({"split": args.split, "a": [str(r) for r in args.runs],
-                          "b": [str(r) for r in args.against], "tests": [t.to_dict() for t in tests]}, indent=2))
+        out = {"split": args.split, "a": [str(r) for r in args.runs], "b": [str(r) for r in args.against],
+               "tests": [t.to_dict() for t in tests]}
+        if groups is not None:
+            out |= {"by": args.by, "groups": [g.to_dict() for g in groups]}
+        print(json.dumps(out, indent=2))
         return 0
     print(f"A: {len(args.runs)} run(s), B: {len(args.against)} run(s); {args.split} split, "
           f"{tests[0].users:,} users (each user's metric averaged over a side's runs)")
-    print(f"{'metric':<9} {'A':>8} {'B':>8} {'A vs B':>8} {'paired t p':>11} {'Wilcoxon p':>11}")
+    header = f"{'metric':<9} {'A':>8} {'B':>8} {'A vs B':>8} {'paired t p':>11} {'Wilcoxon p':>11}"
+    print(header)
     for t in tests:
-        rel = f"{t.relative:+.1%}" if t.relative is not None else "n/a"
-        print(f"{t.metric:<9} {t.mean_a:>8.4f} {t.mean_b:>8.4f} {rel:>8} {t.t_pvalue:>11.2g} {t.wilcoxon_pvalue:>11.2g}")
+        print(_test_row(t))
+    if groups is not None:
+        what = ("training occurrences of the target item" if args.by == "target-count"
+                else "items in the history that predicts the target")
+        print(f"\nby {args.by} ({what})")
+        print(f"{'group':<8} {'users':>7} {header}")
+        for g in groups:
+            for t in g.tests:
+                print(f"{g.group:<8} {g.users:>7,} {_test_row(t)}")
     return 0
+
+
+def _test_row(t) -> str:
+    rel = f"{t.relative:+.1%}" if t.relative is not None else "n/a"
+    return f"{t.metric:<9} {t.mean_a:>8.4f} {t.mean_b:>8.4f} {rel:>8} {t.t_pvalue:>11.2g} {t.wilcoxon_pvalue:>11.2g}"
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:

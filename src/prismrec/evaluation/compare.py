@@ -5,6 +5,10 @@ the dataset). A per-user metric follows from a rank alone (HR@K, NDCG@K, MRR@K, 
 :mod:`.metrics`), so two runs, or two groups of runs (seeds), are compared user by user without
 re-scoring: each user's metric is averaged over a group's runs, then the two groups are compared by a
 paired t-test and a Wilcoxon signed-rank test over users. ``prismrec compare`` prints this.
+
+:func:`compare_by_group` repeats the comparison inside groups of users (:data:`GROUPINGS`: how often
+the target item occurs in the training sequences, or how long the history that predicts it is), to
+show *where* one model gains or loses (``prismrec compare --by``).
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.sequences import DataError
+from ..data.sequences import DataError, Sequences
+from ..data.split import train_item_counts
 
 RANKS_FILE = "ranks.npz"
 _METRIC = re.compile(r"^(HR|NDCG|MRR)@([1-9][0-9]*)$")
@@ -137,21 +142,95 @@ def _check_same_users(saved: Sequence[SavedRanks]) -> None:
                             f"different orders (row {first}: user {s.user_ids[first]} vs {ref.user_ids[first]})")
 
 
+def _per_user_sides(runs_a: Sequence[str | Path], runs_b: Sequence[str | Path], split: str,
+                    metrics: Sequence[str]) -> tuple[list[SavedRanks], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The runs' saved ranks (checked to be of the same users) and, per metric (canonical name), each
+    user's value averaged over side A's runs and over side B's: ``{metric: (a (U,), b (U,))}``."""
+    if not runs_a or not runs_b:
+        raise ValueError("a comparison needs at least one run on each side")
+    metrics = [f"{name}@{k}" for name, k in map(parse_metric, metrics)]  # canonical names
+    a = [load_ranks(r, split) for r in runs_a]
+    b = [load_ranks(r, split) for r in runs_b]
+    _check_same_users(a + b)
+    return a + b, {m: (np.mean([per_user_metric(s.ranks, m) for s in a], axis=0),
+                       np.mean([per_user_metric(s.ranks, m) for s in b], axis=0)) for m in metrics}
+
+
 def compare_runs(runs_a: Sequence[str | Path], runs_b: Sequence[str | Path], *, split: str = "test",
                  metrics: Sequence[str] = ("NDCG@10", "HR@10")) -> list[PairedTest]:
     """Group A (one run or several seeds) against group B on the same users, one test per metric.
 
     Each user's metric is averaged over a group's runs before the paired tests, so seeds reduce the
     noise of the comparison instead of counting as extra users."""
-    if not runs_a or not runs_b:
-        raise ValueError("compare_runs needs at least one run on each side")
-    metrics = [f"{name}@{k}" for name, k in map(parse_metric, metrics)]  # canonical names
-    a = [load_ranks(r, split) for r in runs_a]
-    b = [load_ranks(r, split) for r in runs_b]
-    _check_same_users(a + b)
+    _, sides = _per_user_sides(runs_a, runs_b, split, metrics)
+    return [paired_test(va, vb, m) for m, (va, vb) in sides.items()]
+
+
+# ---------------------------------------------------------------------------- by groups of users
+GROUPINGS: dict[str, tuple[int, ...]] = {
+    # how often the split's target item occurs in the training sequences (every user's s[:-2])
+    "target-count": (0, 5, 10, 20, 50, 100),
+    # how many items the history that predicts the split's target holds
+    "history-length": (0, 5, 8, 12, 20),
+}
+"""Lower edges of the user groups of each grouping; a group is [edge, next edge), the last one open."""
+
+
+def user_groups(sequences: Sequences, split: str = "test") -> dict[str, np.ndarray]:
+    """Per user, in the dataset's order, the value each of :data:`GROUPINGS` groups by for ``split``:
+    ``target-count`` (training occurrences of the target item) and ``history-length``."""
+    if split not in ("valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    back = 1 if split == "test" else 2  # the target's place from the end of each sequence
+    end = sequences.offsets[1:]
+    counts = train_item_counts(sequences)
+    return {"target-count": counts[sequences.items[end - back]],
+            "history-length": np.diff(sequences.offsets) - back}
+
+
+def group_label(lo: int, hi: int | None) -> str:
+    """``"5-9"`` for [5, 10); ``"100+"`` for the open last group (``hi`` None)."""
+    return f"{lo}+" if hi is None else (str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}")
+
+
+def group_masks(values: np.ndarray, edges: Sequence[int]) -> list[tuple[str, np.ndarray]]:
+    """(label, boolean mask over users) for each group [edges[i], edges[i + 1]) of ``values``, the last
+    group open-ended; empty groups are left out."""
+    values = np.asarray(values)
     out = []
-    for m in metrics:
-        va = np.mean([per_user_metric(s.ranks, m) for s in a], axis=0)
-        vb = np.mean([per_user_metric(s.ranks, m) for s in b], axis=0)
-        out.append(paired_test(va, vb, m))
+    for i, lo in enumerate(edges):
+        hi = edges[i + 1] if i + 1 < len(edges) else None
+        mask = (values >= lo) & (values < hi) if hi is not None else values >= lo
+        if mask.any():
+            out.append((group_label(lo, hi), mask))
     return out
+
+
+@dataclass(frozen=True)
+class GroupComparison:
+    group: str  # e.g. "5-9"
+    users: int
+    tests: list[PairedTest]  # one per metric, on this group's users
+
+    def to_dict(self) -> dict:
+        return {"group": self.group, "users": self.users, "tests": [t.to_dict() for t in self.tests]}
+
+
+def compare_by_group(runs_a: Sequence[str | Path], runs_b: Sequence[str | Path], sequences: Sequences, by: str, *,
+                     split: str = "test", metrics: Sequence[str] = ("NDCG@10",)) -> list[GroupComparison]:
+    """:func:`compare_runs` inside each group of users of the grouping ``by`` (a key of :data:`GROUPINGS`).
+    ``sequences`` is the dataset the runs were trained on (row u of every ranks file = its user u)."""
+    if by not in GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}; expected one of {', '.join(GROUPINGS)}")
+    saved, sides = _per_user_sides(runs_a, runs_b, split, metrics)
+    users = len(sequences.offsets) - 1
+    for s in saved:
+        if len(s.ranks) != users:
+            raise DataError(f"{s.run_dir / RANKS_FILE} holds {len(s.ranks):,} users but the dataset {users:,}: "
+                            f"was the run trained on it?")
+        if s.user_ids is not None and not np.array_equal(s.user_ids, sequences.user_ids):
+            first = int(np.flatnonzero(s.user_ids != sequences.user_ids)[0])
+            raise DataError(f"{s.run_dir / RANKS_FILE} lists its users in another order than the dataset "
+                            f"(row {first}: user {s.user_ids[first]} vs {sequences.user_ids[first]})")
+    return [GroupComparison(label, int(mask.sum()), [paired_test(va[mask], vb[mask], m) for m, (va, vb) in sides.items()])
+            for label, mask in group_masks(user_groups(sequences, split)[by], GROUPINGS[by])]
