@@ -159,11 +159,14 @@ class PRISMConfig:
     prediction layer becomes a_id[b] * e_id(i) + a_content[b] * content(i), two learned scalars per
     bucket b of the item's count in the training sequences (every user's s[:-2]): bucket 0 = never
     seen, then 1, 2-3, 4-7, ... (powers of two), the last bucket open-ended; both start at 1, so the
-    model starts as plain ``output_content``. It lets the model trust content more than the ID
-    embedding for items whose ID embedding saw few interactions: on Beauty every content arm loses
-    8-12% NDCG@10 on test items with <= 4 training occurrences (docs/benchmarks.md, session 16).
-    With ``output_fusion=user`` the ID column and every expert's columns are scaled the same way.
-    ``prismrec inspect`` prints the learned scalars."""
+    model starts as plain ``output_content``. Meant to let the model trust content more than the ID
+    embedding for items whose ID embedding saw few interactions (on Beauty every content arm loses
+    9-12% NDCG@10 on test items with <= 4 training occurrences). Measured on Beauty (CE, 3 seeds,
+    docs/benchmarks.md §3 session 18) it does not: the learned scales raise the ID part of rare items
+    (a_id about 2.0 for 2-7 occurrences, 1.4 for 64+; a_content 1.1-1.2 throughout), validation peaks
+    earlier and lower, and test NDCG@10 is 1.5% below plain ``output_content`` for PRISM (p = 0.007),
+    with the cold targets no better. With ``output_fusion=user`` the ID column and every expert's
+    columns are scaled the same way. ``prismrec inspect`` prints the learned scalars."""
     output_fusion: Literal["items", "user"] = "items"
     """With ``output_content``: ``items`` = one shared item table, content = the fuser's
     user-independent item embedding (PRISM: the mean of its experts); ``user`` (PRISM with a
