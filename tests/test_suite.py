@@ -1,6 +1,6 @@
 """Benchmark scripts: suite.py end to end on the tiny smoke plan (aggregation, a cut-off run resumed),
 planted_world.py on the tiny planted plan, ensemble.py on two tiny runs, and the helpers of planted_world.py
-and breakdown.py."""
+and breakdown.py; list_popularity.py on a tiny run."""
 from __future__ import annotations
 
 import json
@@ -192,3 +192,22 @@ def test_ensemble_of_two_runs_reproduces_each_member_and_picks_the_weight_on_val
     cmd[cmd.index("--member") + 1] = f"ids={tmp_path / 'c'}"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "data.max_seq_len" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_list_popularity_describes_each_runs_lists(tmp_path):
+    from prismrec.api import train
+    from prismrec.config import build_config
+
+    from conftest import TINY
+
+    train(build_config(overrides=TINY), tmp_path / "a", progress=False)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "list_popularity.py"), "--run", f"ids={tmp_path / 'a'}",
+           "--run", f"again={tmp_path / 'a'}", "--k", "5", "--name", str(tmp_path / "lp")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "lp.json").read_text())
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert [r["name"] for r in res["runs"]] == ["ids", "again"] and res["k"] == 5
+    assert res["runs"][0]["NDCG@10"] == summary["test"]["NDCG@10"]  # the reloaded model reproduces the run
+    assert res["runs"][0]["lists"] == res["runs"][1]["lists"]
+    assert "| ids |" in res["markdown"] and res["runs"][0]["lists"]["users"] == 80

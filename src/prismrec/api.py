@@ -44,12 +44,18 @@ class Run:
     run_dir: Path | None = None
     summary: dict | None = None
 
-    def evaluate(self, split: str = "test") -> EvalResult:
+    def evaluate(self, split: str = "test", top_k: int = 0) -> EvalResult:
+        """Full-ranking metrics of ``split``; with ``top_k`` > 0 the result also holds every user's
+        top-``top_k`` list (``top_items``; see :mod:`prismrec.evaluation.lists` for what to read from it)."""
+        n = self.dataset.num_items
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= n:
+            raise ConfigError(f"top_k (--lists) must be an integer in 1..{n} (the number of items), or 0 for "
+                              f"no lists; got {top_k!r}")
         self.model.eval()
         with self.model.cached_item_tables():  # content item tables once per evaluation, not per batch
             return evaluate(self.model.full_sort_scores, self.data.split(split), self.config.eval.ks,
                             batch_size=self.config.eval.batch_size,
-                            exclude_history=self.config.eval.exclude_history, device=self.device)
+                            exclude_history=self.config.eval.exclude_history, device=self.device, top_k=top_k)
 
     @torch.no_grad()
     def recommend(self, history: list[int], k: int = 10, exclude_history: bool = True) -> list[tuple[int, float]]:

@@ -72,6 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the run's train.device)")
     p.add_argument("--export-ranks", metavar="FILE.csv", help="write each user's target rank to a CSV file "
                    "(checked before evaluating: its folder must exist)")
+    p.add_argument("--lists", type=int, default=0, metavar="K",
+                   help="also describe the top-K recommendation lists (history excluded): catalogue coverage, "
+                        "Gini of how often items are listed, and, per group of training count (as compare --by "
+                        "target-count), the share of list slots, of targets and of hits; shows whether a model "
+                        "recommends rare items as often as they are the next item (default: 0 = off)")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -181,7 +186,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.export_ranks:
         check_output_file(args.export_ranks, "--export-ranks", "ranks.csv")
     run = load_run(args.run, device=args.device, data_path=args.data)
-    res = run.evaluate(args.split)
+    res = run.evaluate(args.split, top_k=args.lists)
+    lists = None
+    if args.lists:
+        from ..data.split import train_item_counts
+        from ..evaluation.lists import list_stats
+
+        lists = list_stats(res.top_items.numpy(), run.data.split(args.split).targets.cpu().numpy(),
+                           train_item_counts(run.dataset.sequences))
     if args.export_ranks:
         users = run.dataset.sequences.user_ids
         with Path(args.export_ranks).open("w") as fh:
@@ -190,10 +202,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for u, t, r in zip(users.tolist(), targets, res.ranks.tolist()):
                 fh.write(f"{u},{t},{r}\n")
     if args.json:
-        print(json.dumps({"split": args.split, **res.metrics, "eval_seconds": res.seconds}, indent=2))
+        out = {"split": args.split, **res.metrics, "eval_seconds": res.seconds}
+        print(json.dumps(out if lists is None else {**out, "lists": lists.to_dict()}, indent=2))
     else:
         print(format_table({args.split: res.metrics}, run.config.eval.ks))
         print(f"({res.seconds:.2f} s, {len(res.ranks)} users)")
+        if lists is not None:
+            from ..evaluation.lists import format_list_stats
+
+            print()
+            print(format_list_stats(lists))
     return 0
 
 

@@ -22,6 +22,7 @@ class EvalResult:
     metrics: dict[str, float]
     ranks: torch.Tensor  # (U,) 1-based rank of each user's target, on CPU
     seconds: float
+    top_items: torch.Tensor | None = None  # (U, K) each user's top-K item ids (best first), with ``top_k``
 
 
 def user_batches(split: SplitTensors, batch_size: int, exclude_history: bool = True
@@ -43,15 +44,47 @@ def user_batches(split: SplitTensors, batch_size: int, exclude_history: bool = T
 @torch.no_grad()
 def evaluate(score_fn: ScoreFn, split: SplitTensors, ks: tuple[int, ...] = (5, 10, 20), *,
              batch_size: int = 512, exclude_history: bool = True,
-             device: torch.device | str = "cpu") -> EvalResult:
+             device: torch.device | str = "cpu", top_k: int = 0) -> EvalResult:
+    """Rank every split target among all items; with ``top_k`` > 0 also keep each user's top-``top_k``
+    list from the same scores, on the same terms as the ranks: padding never listed, with
+    ``exclude_history`` no history item except the target itself (:func:`top_items`)."""
     start = time.perf_counter()
-    ranks, rows = [], []
+    ranks, rows, tops = [], [], []
     for idx, seq, hist in user_batches(split, batch_size, exclude_history):
         scores = score_fn(seq.to(device)).float()  # (B, N + 1)
         hist = None if hist is None else hist.to(device)
         ranks.append(target_ranks(scores, split.targets[idx].to(device), hist).cpu())
+        if top_k:
+            tops.append(top_items(scores, top_k, hist, keep=split.targets[idx].to(device)).cpu())
         rows.append(idx)
+    order = torch.cat(rows)
     all_ranks = torch.empty(split.inputs.shape[0], dtype=torch.long)
-    all_ranks[torch.cat(rows)] = torch.cat(ranks)
+    all_ranks[order] = torch.cat(ranks)
+    lists = None
+    if top_k:
+        lists = torch.empty(split.inputs.shape[0], top_k, dtype=torch.long)
+        lists[order] = torch.cat(tops)
     return EvalResult(metrics=metrics_from_ranks(all_ranks, ks), ranks=all_ranks,
-                      seconds=time.perf_counter() - start)
+                      seconds=time.perf_counter() - start, top_items=lists)
+
+
+def top_items(scores: torch.Tensor, k: int, history: torch.Tensor | None = None,
+              keep: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, k) ids of the k best-scored items per row, best first; column 0 (padding), the ``history``
+    ids (B, H; 0 = padding) and items scored NaN or -inf are never listed: where fewer than k items
+    remain, the row ends in zeros. ``keep`` (B,): one id per row listed even if it is in the history
+    (the evaluator passes the targets, which :func:`.metrics.target_ranks` never excludes, so a user's
+    list holds the target exactly when its rank is <= k, ties aside). ``scores`` (B, N + 1) is not
+    modified. The order among equal scores is ``torch.topk``'s."""
+    n_items = scores.shape[1] - 1
+    if not 1 <= k <= n_items:
+        raise ValueError(f"top_k must be in 1..{n_items} (the number of items), got {k}")
+    s = torch.nan_to_num(scores, nan=float("-inf"))  # a copy: the caller's scores stay as they are
+    s[:, 0] = float("-inf")
+    if history is not None:
+        kept = None if keep is None else s.gather(1, keep[:, None])
+        s.scatter_(1, history, float("-inf"))  # history ids; the padding id 0 is -inf already
+        if kept is not None:
+            s.scatter_(1, keep[:, None], kept)
+    top = torch.topk(s, k, dim=1, sorted=True)
+    return top.indices.masked_fill(top.values == float("-inf"), 0)
