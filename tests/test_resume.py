@@ -114,6 +114,11 @@ def test_a_fresh_run_in_the_same_directory_discards_the_old_state(tmp_path):
 def test_cli_resume(tmp_path, capsys):
     run_dir = tmp_path / "cli"
     assert main(["train", "--quiet", "--output-dir", str(run_dir), *sum((["--set", s] for s in TINY), [])]) == 0
+    # 2 epochs with patience left: the run is told it may not have converged and how to continue it
+    err = capsys.readouterr().err
+    assert "note: training reached train.epochs = 2 before early stopping" in err
+    suggested = err[err.index("prismrec train --resume"):].split()
+    assert suggested == ["prismrec", "train", "--resume", str(run_dir), "--set", "train.epochs=4"]
     assert main(["train", "--quiet", "--json", "--resume", str(run_dir), "--set", "train.epochs=3"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out[out.index("{"):])["epochs_run"] == 3
@@ -175,3 +180,19 @@ def test_unchanged_best_weights_are_linked_not_rewritten(tmp_path):
     assert (d / "best.safetensors").stat().st_ino != first  # a new best is written
     back = load_training_state(d, model, opt, gens, torch.device("cpu"))
     assert back.best_epoch == 3 and torch.equal(back.best_state["weight"], model.weight.detach())
+
+
+def test_unfinished_training_note_only_for_runs_cut_off_before_early_stopping(tmp_path):
+    from prismrec.api import unfinished_training_note
+    from prismrec.config import TrainConfig
+
+    cfg = TrainConfig(epochs=200, time_limit_minutes=45)
+    base = {"best_epoch": 192, "epochs_run": 200, "patience": 30}
+    note = unfinished_training_note({**base, "stop_reason": "max_epochs"}, tmp_path, cfg)
+    assert "reached train.epochs = 200" in note and "best epoch 192, then 8 epoch(s) without improvement; patience 30" in note
+    assert note.endswith(f"prismrec train --resume {tmp_path} --set train.epochs=400")
+    note = unfinished_training_note({**base, "epochs_run": 61, "stop_reason": "time_limit"}, tmp_path, cfg)
+    assert "hit train.time_limit_minutes = 45 after 61 epochs" in note
+    assert note.endswith("--set train.time_limit_minutes=90")
+    for reason in ("early_stopping", "interrupted"):  # judged by early stopping, or stopped on purpose
+        assert unfinished_training_note({**base, "stop_reason": reason}, tmp_path, cfg) is None

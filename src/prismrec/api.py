@@ -244,6 +244,28 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     return run
 
 
+def unfinished_training_note(summary: dict, run_dir: str | Path, train_cfg) -> str | None:
+    """A note for a run that ended before early stopping could judge it: stopped by ``train.epochs``
+    or ``train.time_limit_minutes`` with patience left, so its validation score may still have been
+    rising. Says how to continue it (``--resume``); None for a run stopped by early stopping or by an
+    interrupt (a choice the user made). ``summary``: the run's summary.json; ``train_cfg``: its
+    ``TrainConfig`` (train.epochs, train.time_limit_minutes)."""
+    reason = summary.get("stop_reason")
+    if reason not in ("max_epochs", "time_limit"):
+        return None
+    best, last, patience = summary.get("best_epoch", 0), summary.get("epochs_run", 0), summary.get("patience")
+    epochs, minutes = train_cfg.epochs, train_cfg.time_limit_minutes
+    if reason == "max_epochs":
+        ended, change = f"reached train.epochs = {epochs}", f"train.epochs={2 * epochs}"
+    else:
+        ended = f"hit train.time_limit_minutes = {minutes:g} after {last} epochs"
+        change = f"train.time_limit_minutes={2 * minutes:g}"
+    since = last - best
+    return (f"note: training {ended} before early stopping ended it (best epoch {best}, then {since} "
+            f"epoch(s) without improvement{f'; patience {patience}' if patience else ''}), so it may not have "
+            f"converged; continue it with: prismrec train --resume {run_dir} --set {change}")
+
+
 def resume(run_dir: str | Path, overrides: list[str] | None = None, *, progress: bool = True) -> Run:
     """Continue the run in ``run_dir`` from the end of its last finished epoch (its ``resume/``
     state), then finish it like :func:`train` (best state, evaluation, summary). ``overrides``

@@ -44,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "the same way (best epoch restored, tested and saved; stop_reason "
                                    "\"interrupted\"); a second interrupt aborts. After every epoch the run directory's "
                                    "resume/ folder holds what --resume needs to continue the run exactly (e.g. after a "
-                                   "time limit, an interrupt or a crash; train.resume_state).\n\n" + _config_help(),
+                                   "time limit, an interrupt or a crash; train.resume_state). A run that ends at train.epochs "
+                                   "or train.time_limit_minutes before early stopping has judged it prints a note with "
+                                   "the --resume command that continues it.\n\n" + _config_help(),
                        formatter_class=fmt)
     p.add_argument("--config", metavar="FILE.yaml", help="YAML recipe; lists only what differs from defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -137,7 +139,8 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..api import check_run_dir, is_run_config, resume, train, warn_if_config_predates
+    from ..api import (check_run_dir, is_run_config, resume, train, unfinished_training_note,
+                       warn_if_config_predates)
     from ..config import ConfigError, build_config
 
     if args.resume:
@@ -170,6 +173,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     s = run.summary
+    note = unfinished_training_note(s, run.run_dir, run.config.train)
+    if note:
+        print(note, file=sys.stderr)
     if args.json:
         print(json.dumps(s, indent=2))
     else:
