@@ -25,6 +25,9 @@ from .data.split import train_item_counts
 from .data.sequences import DataError
 from .data.split import pad_history
 from .evaluation import EvalResult, evaluate
+from .evaluation.compare import parse_metric
+from .evaluation.popularity import (DEFAULT_BETAS, PriorChoice, check_betas, choose_beta, popularity_prior,
+                                    ranks_for_betas, with_prior)
 from .models import SequentialRecommender, build_model
 from .training import Trainer, resolve_device
 from .training.checkpoint import load_weights, save_weights, source_revision, write_json
@@ -44,18 +47,44 @@ class Run:
     run_dir: Path | None = None
     summary: dict | None = None
 
-    def evaluate(self, split: str = "test", top_k: int = 0) -> EvalResult:
+    def evaluate(self, split: str = "test", top_k: int = 0, popularity_beta: float = 0.0) -> EvalResult:
         """Full-ranking metrics of ``split``; with ``top_k`` > 0 the result also holds every user's
-        top-``top_k`` list (``top_items``; see :mod:`prismrec.evaluation.lists` for what to read from it)."""
+        top-``top_k`` list (``top_items``; see :mod:`prismrec.evaluation.lists` for what to read from it).
+        ``popularity_beta`` > 0 adds ``beta * log(1 + training count)`` to every item's score
+        (:mod:`prismrec.evaluation.popularity`; choose it with :meth:`choose_popularity_beta`)."""
         n = self.dataset.num_items
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= n:
             raise ConfigError(f"top_k (--lists) must be an integer in 1..{n} (the number of items), or 0 for "
                               f"no lists; got {top_k!r}")
+        try:
+            (beta,) = check_betas([popularity_beta])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"popularity beta (--popularity-prior): {exc}") from None
+        score_fn = with_prior(self.model.full_sort_scores, self.popularity_prior(), beta)
         self.model.eval()
         with self.model.cached_item_tables():  # content item tables once per evaluation, not per batch
-            return evaluate(self.model.full_sort_scores, self.data.split(split), self.config.eval.ks,
+            return evaluate(score_fn, self.data.split(split), self.config.eval.ks,
                             batch_size=self.config.eval.batch_size,
                             exclude_history=self.config.eval.exclude_history, device=self.device, top_k=top_k)
+
+    def popularity_prior(self) -> torch.Tensor:
+        """(N + 1,) ``log(1 + c_i)``, ``c_i`` = item i's count in the training sequences."""
+        return popularity_prior(train_item_counts(self.dataset.sequences))
+
+    def choose_popularity_beta(self, betas: tuple[float, ...] = DEFAULT_BETAS, metric: str = "NDCG@10") -> PriorChoice:
+        """The popularity-prior ``beta`` of the grid ``betas`` with the best validation ``metric`` (the
+        test split is not read); one scoring pass over the validation users for the whole grid."""
+        try:
+            betas = check_betas(betas)
+            parse_metric(metric)
+        except ValueError as exc:
+            raise ConfigError(f"popularity prior: {exc}") from None
+        self.model.eval()
+        with self.model.cached_item_tables():
+            ranks = ranks_for_betas(self.model.full_sort_scores, self.data.split("valid"), self.popularity_prior(),
+                                    betas, batch_size=self.config.eval.batch_size,
+                                    exclude_history=self.config.eval.exclude_history, device=self.device)
+        return choose_beta(ranks, metric)
 
     @torch.no_grad()
     def recommend(self, history: list[int], k: int = 10, exclude_history: bool = True) -> list[tuple[int, float]]:
@@ -141,16 +170,18 @@ def check_output_dir(path: str | Path, what: str) -> Path:
     return path
 
 
-def check_run_dir(path: str | Path, overwrite: bool = False) -> Path:
-    """An ``--output-dir`` for a new run: a folder (or creatable), and, unless ``overwrite``, one
-    that does not already hold a run (``config.yaml`` or ``summary.json``)."""
-    path = check_output_dir(path, "--output-dir")
+def check_run_dir(path: str | Path, overwrite: bool = False, option: str = "--output-dir") -> Path:
+    """An ``--output-dir`` (or another ``option``'s folder) for a new run: a folder (or creatable),
+    and, unless ``overwrite``, one that does not already hold a run (``config.yaml`` or ``summary.json``)."""
+    path = check_output_dir(path, option)
     held = [f for f in ("config.yaml", "summary.json") if (path / f).is_file()]
     if held and not overwrite:
-        cont = f"--resume {path} to continue it, " if (path / RESUME_DIR).is_dir() and \
+        own = option == "--output-dir"  # train's folder: --overwrite and --resume apply
+        cont = f"--resume {path} to continue it, " if own and (path / RESUME_DIR).is_dir() and \
             "summary.json" not in held else ""
-        raise ConfigError(f"--output-dir {path} already holds a run ({', '.join(held)}); pass --overwrite to "
-                          f"replace it, {cont}or choose another folder")
+        fix = "pass --overwrite to replace it, " if own else ""
+        raise ConfigError(f"{option} {path} already holds a run ({', '.join(held)}); {fix}{cont}or choose "
+                          f"another folder")
     return path
 
 
@@ -237,11 +268,37 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     write_json(summary, run_dir / "summary.json")
-    # per-user ranks (row u = user u of the dataset) for paired significance tests across runs
-    np.savez_compressed(run_dir / "ranks.npz", valid=valid.ranks.numpy(), test=test.ranks.numpy(),
-                        user_ids=run.dataset.sequences.user_ids)
+    write_ranks(run_dir, run, valid, test)
     run.run_dir, run.summary = run_dir, summary
     return run
+
+
+def write_ranks(out_dir: Path, run: Run, valid: EvalResult, test: EvalResult) -> None:
+    """``out_dir/ranks.npz``: per-user valid and test ranks (row u = user u of the dataset), for paired
+    significance tests across runs (:mod:`prismrec.evaluation.compare`)."""
+    np.savez_compressed(out_dir / "ranks.npz", valid=valid.ranks.numpy(), test=test.ranks.numpy(),
+                        user_ids=run.dataset.sequences.user_ids)
+
+
+def save_prior_ranks(run: Run, out_dir: str | Path, beta: float, choice: PriorChoice | None = None,
+                     evaluated: dict[str, EvalResult] | None = None) -> dict:
+    """Write ``out_dir/ranks.npz`` and ``out_dir/summary.json`` for ``run`` ranked with the popularity
+    prior ``beta`` (``choice``: how it was chosen), so that ``prismrec compare`` reads ``out_dir`` like
+    a run. ``evaluated``: splits already evaluated with that ``beta`` (not repeated). Returns the summary."""
+    out_dir = check_run_dir(out_dir, option="--save-ranks")
+    res = dict(evaluated or {})
+    for split in ("valid", "test"):
+        if split not in res:
+            res[split] = run.evaluate(split, popularity_beta=beta)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"derived_from": None if run.run_dir is None else str(run.run_dir), "popularity_beta": beta,
+               "popularity_choice": None if choice is None else choice.to_dict(), "dataset": run.dataset.name,
+               "valid": res["valid"].metrics, "test": res["test"].metrics,
+               "item_map_fingerprint": run.dataset.item_map_fingerprint(), "prismrec_version": __version__,
+               "finished": _dt.datetime.now().isoformat(timespec="seconds")}
+    write_json(summary, out_dir / "summary.json")
+    write_ranks(out_dir, run, res["valid"], res["test"])
+    return summary
 
 
 def unfinished_training_note(summary: dict, run_dir: str | Path, train_cfg) -> str | None:

@@ -12,6 +12,8 @@ from ..config import RESUMABLE_CHANGES
 #: the groupings of ``compare --by`` (evaluation.compare.GROUPINGS; named here so that the parser is built
 #: without importing torch)
 COMPARE_GROUPINGS = ("target-count", "history-length")
+#: the default grid of ``evaluate --prior-betas`` (evaluation.popularity.DEFAULT_BETAS; named here for the same reason)
+DEFAULT_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 def _config_help() -> str:
     """The key summary of ``train --help``, generated from the config dataclasses so it cannot drift:
@@ -79,6 +81,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Gini of how often items are listed, and, per group of training count (as compare --by "
                         "target-count), the share of list slots, of targets and of hits; shows whether a model "
                         "recommends rare items as often as they are the next item (default: 0 = off)")
+    p.add_argument("--popularity-prior", metavar="BETA|auto",
+                   help="add BETA * log(1 + c) to every item's score, c = the item's count in the training "
+                        "sequences (not in the paper; a ranking-time correction for models that under-rank "
+                        "popular items). 'auto' chooses BETA on the validation split from --prior-betas (the "
+                        "test split is not read to choose it) and then evaluates --split with it "
+                        "(default: off, the model as trained)")
+    p.add_argument("--prior-betas", metavar="B,B,...",
+                   help="with --popularity-prior auto: the grid of betas to try, numbers >= 0 (default: "
+                        + ",".join(f"{b:g}" for b in DEFAULT_BETAS) + ")")
+    p.add_argument("--prior-metric", default="NDCG@10", metavar="METRIC",
+                   help="with --popularity-prior auto: the validation metric that chooses BETA (default: NDCG@10)")
+    p.add_argument("--save-ranks", metavar="DIR",
+                   help="with --popularity-prior: write DIR/ranks.npz (each user's valid and test rank under the "
+                        "prior) and DIR/summary.json (the beta, where it came from, the metrics), so that "
+                        "`prismrec compare --run DIR ...` and benchmarks/breakdown.py read DIR like a run; DIR "
+                        "must not hold a run already")
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -186,13 +204,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prior_options(args: argparse.Namespace) -> tuple[str | float | None, tuple[float, ...]]:
+    """(--popularity-prior as None, 'auto' or a beta; the grid of --prior-betas), checked before any work."""
+    from ..config import ConfigError
+    from ..evaluation.compare import parse_metric
+    from ..evaluation.popularity import check_betas
+
+    prior = args.popularity_prior
+    if prior is None:
+        used = [o for o, v in (("--prior-betas", args.prior_betas), ("--save-ranks", args.save_ranks),
+                               ("--prior-metric", args.prior_metric != "NDCG@10")) if v]
+        if used:
+            raise ConfigError(f"{', '.join(used)} only apply with --popularity-prior")
+        return None, DEFAULT_BETAS
+    if prior != "auto":
+        if args.prior_betas or args.prior_metric != "NDCG@10":
+            raise ConfigError("--prior-betas and --prior-metric only apply with --popularity-prior auto")
+        try:
+            (prior,) = check_betas([prior])
+        except ValueError as exc:
+            raise ConfigError(f"--popularity-prior {args.popularity_prior!r}: expected 'auto' or a number >= 0 "
+                              f"({exc})") from None
+    try:
+        betas = check_betas(args.prior_betas.split(",")) if args.prior_betas else DEFAULT_BETAS
+        parse_metric(args.prior_metric)
+    except ValueError as exc:
+        raise ConfigError(f"--prior-betas / --prior-metric: {exc}") from None
+    return prior, betas
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..api import check_output_file, load_run
+    from ..api import check_output_file, check_run_dir, load_run, save_prior_ranks
 
     if args.export_ranks:
         check_output_file(args.export_ranks, "--export-ranks", "ranks.csv")
+    prior, betas = _prior_options(args)
+    if args.save_ranks:
+        check_run_dir(args.save_ranks, option="--save-ranks")
     run = load_run(args.run, device=args.device, data_path=args.data)
-    res = run.evaluate(args.split, top_k=args.lists)
+    choice = None
+    if prior == "auto":
+        choice = run.choose_popularity_beta(betas, args.prior_metric)
+    beta = choice.beta if choice is not None else (prior or 0.0)
+    res = run.evaluate(args.split, top_k=args.lists, popularity_beta=beta)
+    if args.save_ranks:
+        save_prior_ranks(run, args.save_ranks, beta, choice, {args.split: res})
     lists = None
     if args.lists:
         from ..data.split import train_item_counts
@@ -209,10 +265,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 fh.write(f"{u},{t},{r}\n")
     if args.json:
         out = {"split": args.split, **res.metrics, "eval_seconds": res.seconds}
+        if prior is not None:
+            out["popularity_prior"] = {"beta": beta, "choice": None if choice is None else choice.to_dict()}
         print(json.dumps(out if lists is None else {**out, "lists": lists.to_dict()}, indent=2))
     else:
+        if choice is not None:
+            print(f"popularity prior: validation {choice.metric} per beta")
+            for b, v in choice.valid.items():
+                print(f"  beta {b:<6g} {v:.5f}{'  <- chosen' if b == choice.beta else ''}")
+        if prior is not None:
+            print(f"{args.split} with beta = {beta:g} * log(1 + training count) added to every score:")
         print(format_table({args.split: res.metrics}, run.config.eval.ks))
         print(f"({res.seconds:.2f} s, {len(res.ranks)} users)")
+        if args.save_ranks:
+            print(f"ranks under the prior saved to {args.save_ranks} (compare --run {args.save_ranks} ...)")
         if lists is not None:
             from ..evaluation.lists import format_list_stats
 
