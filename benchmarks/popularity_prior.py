@@ -26,6 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
 
+def test_curve(run, betas, metric: str) -> dict[str, float]:
+    """The test split's mean ``metric`` at every beta of the grid (one scoring pass)."""
+    from prismrec.evaluation.compare import per_user_metric
+    from prismrec.evaluation.popularity import ranks_for_betas
+
+    run.model.eval()
+    with run.model.cached_item_tables():
+        ranks = ranks_for_betas(run.model.full_sort_scores, run.data.split("test"), run.popularity_prior(), betas,
+                                batch_size=run.config.eval.batch_size,
+                                exclude_history=run.config.eval.exclude_history, device=run.device)
+    return {str(b): float(per_user_metric(r.numpy(), metric).mean()) for b, r in ranks.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="the dataset the runs were trained on (default: each run's config)")
@@ -39,6 +52,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="device to evaluate on (default: auto; runs trained on a GPU evaluate on the CPU)")
+    ap.add_argument("--test-curve", action="store_true",
+                    help="also report test NDCG@10 at every beta of the grid (a diagnostic of how well the "
+                         "validation choice transfers; never used to choose beta)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep ranks already saved under --out (a cut-off invocation continues) instead of "
                          "refusing to overwrite them")
@@ -54,6 +70,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     betas = check_betas(args.betas.split(",")) if args.betas else DEFAULT_BETAS
+    if args.test_curve and 0.0 not in betas:
+        ap.error("--test-curve reports each beta relative to beta 0: put 0 in --betas")
     arms: dict[str, list[Path]] = {}
     for spec in args.arm:
         name, _, dirs = spec.partition("=")
@@ -70,12 +88,17 @@ def main() -> None:
         derived[name], per_run[name] = [], []
         for run_dir in runs:
             dest = out / run_dir.name
+            run = None
             if args.reuse and (dest / "summary.json").is_file():
                 summary = json.loads((dest / "summary.json").read_text())
             else:
                 run = load_run(run_dir, device=args.device, data_path=args.data)
                 choice = run.choose_popularity_beta(betas, args.metric)
                 summary = save_prior_ranks(run, dest, choice.beta, choice)
+            curve = None
+            if args.test_curve:  # read only after beta was chosen and saved
+                run = run or load_run(run_dir, device=args.device, data_path=args.data)
+                curve = test_curve(run, betas, args.metric)
             trained = json.loads((run_dir / "summary.json").read_text())
             before = trained["test"]["NDCG@10"]
             # the rebuilt model must reproduce the run: its validation metric at beta = 0 is the saved one
@@ -88,6 +111,8 @@ def main() -> None:
                    "valid_by_beta": summary["popularity_choice"]["valid"], "valid_ndcg10_beta0": valid0,
                    "valid_ndcg10_saved": trained["valid"]["NDCG@10"],
                    "test_ndcg10": before, "test_ndcg10_prior": summary["test"]["NDCG@10"]}
+            if curve is not None:
+                row["test_by_beta"] = curve
             print(f"{name} {run_dir.name}: beta {row['beta']:g}, test NDCG@10 {before:.4f} -> "
                   f"{row['test_ndcg10_prior']:.4f}", file=sys.stderr, flush=True)
             per_run[name].append(row)
@@ -122,6 +147,13 @@ def main() -> None:
         chosen = ", ".join(format(r["beta"], "g") for r in per_run[name])
         lines.append(f"| {name} | {chosen} | {raw_m:.4f} ± {raw_s:.4f} "
                      f"| {pri_m:.4f} ± {pri_s:.4f} | {fmt(row['prior_vs_as_trained'])} | " + " | ".join(other) + " |")
+    if args.test_curve:
+        lines += ["", f"Test {args.metric} at every beta, relative to beta 0 (mean over each arm's runs; diagnostic only)",
+                  "| arm | " + " | ".join(f"{b:g}" for b in betas) + " |", "|---" * (1 + len(betas)) + "|"]
+        for name in arms:
+            rel = [statistics.fmean(r["test_by_beta"][str(b)] / r["test_by_beta"]["0.0"] - 1 for r in per_run[name])
+                   for b in betas]
+            lines.append(f"| {name} | " + " | ".join(f"{v:+.1%}" for v in rel) + " |")
     print("\n".join(lines))
     path = write_result(args.name, {"data": args.data, "betas": list(betas), "metric": args.metric,
                                     "baseline": args.baseline, "arms": rows, "markdown": "\n".join(lines),
