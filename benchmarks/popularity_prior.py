@@ -4,7 +4,8 @@
         --arm sasrec=runs/sports_bce_table/amazon_sports-bce-sasrec-s1,... --arm concat=... --arm prism=... \
         --baseline sasrec --out runs/prior/sports_bce --name popularity_prior_sports_bce --threads 1
 
-For every saved run: choose beta (score + beta * log(1 + training count)) on the run's *validation*
+For every saved run: choose beta (score + beta * log(1 + count), the count of each item among the
+interactions before the split's targets) on the run's *validation*
 split from the grid (``Run.choose_popularity_beta``; the test split is not read to choose it), then
 rank valid and test with that beta and save the ranks to ``--out/<run name>`` (a folder that
 ``prismrec compare`` and ``benchmarks/breakdown.py`` read like a run; the same as
@@ -33,7 +34,7 @@ def test_curve(run, betas, metric: str) -> dict[str, float]:
 
     run.model.eval()
     with run.model.cached_item_tables():
-        ranks = ranks_for_betas(run.model.full_sort_scores, run.data.split("test"), run.popularity_prior(), betas,
+        ranks = ranks_for_betas(run.model.full_sort_scores, run.data.split("test"), run.popularity_prior("test"), betas,
                                 batch_size=run.config.eval.batch_size,
                                 exclude_history=run.config.eval.exclude_history, device=run.device)
     return {str(b): float(per_user_metric(r.numpy(), metric).mean()) for b, r in ranks.items()}

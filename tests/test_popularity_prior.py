@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prismrec.cli import main
-from prismrec.data.split import SplitTensors, train_item_counts
+from prismrec.data.split import SplitTensors, observed_item_counts, train_item_counts
 from prismrec.evaluation import evaluate
 from prismrec.evaluation.compare import load_ranks, per_user_metric
 from prismrec.evaluation.popularity import (DEFAULT_BETAS, check_betas, choose_beta, popularity_prior,
@@ -28,7 +28,20 @@ def random_split(seed=0, n_users=37, n_items=25, L=5):
     return SplitTensors(inputs=inputs, targets=targets, history=history), (lambda seq: table[seq[:, -1]] @ table.T), counts
 
 
-def test_prior_is_log1p_of_the_training_counts():
+def test_observed_counts_stop_before_each_splits_targets():
+    from prismrec.data.sequences import Sequences
+
+    # user 0: 1 2 3 4 (valid 3, test 4); user 1: 2 5 2 (valid 5, test 2)
+    seqs = Sequences(items=np.array([1, 2, 3, 4, 2, 5, 2]), offsets=np.array([0, 4, 7]), num_items=5,
+                     user_ids=np.array([0, 1]))
+    assert observed_item_counts(seqs, "valid").tolist() == [0, 1, 2, 0, 0, 0]  # 1 2 | 2
+    assert observed_item_counts(seqs, "test").tolist() == [0, 1, 2, 1, 0, 1]  # 1 2 3 | 2 5
+    assert np.array_equal(train_item_counts(seqs), observed_item_counts(seqs, "valid"))
+    with pytest.raises(ValueError, match="valid' or 'test'"):
+        observed_item_counts(seqs, "train")
+
+
+def test_prior_is_log1p_of_the_counts():
     prior = popularity_prior(np.array([0, 0, 1, 9]))
     assert prior.dtype == torch.float32
     assert torch.allclose(prior, torch.tensor([0.0, 0.0, math.log(2), math.log(10)]))
@@ -95,7 +108,12 @@ def test_choosing_beta_reads_only_the_validation_split(tmp_path):
     # the saved beta reproduces the metrics the grid reported for it
     prior_valid = run.evaluate("valid", popularity_beta=choice.beta).metrics["NDCG@10"]
     assert prior_valid == pytest.approx(choice.valid[choice.beta])
-    assert torch.allclose(run.popularity_prior(), popularity_prior(train_item_counts(run.dataset.sequences)))
+    # the prior counts what was observed before each split's targets: the training sequences for valid,
+    # and also every user's validation item for test
+    seqs = run.dataset.sequences
+    assert torch.allclose(run.popularity_prior("valid"), popularity_prior(train_item_counts(seqs)))
+    valid_items = np.bincount(seqs.items[seqs.offsets[1:] - 2], minlength=seqs.num_items + 1)
+    assert torch.allclose(run.popularity_prior("test"), popularity_prior(train_item_counts(seqs) + valid_items))
 
 
 def test_cli_evaluate_with_the_prior_saves_ranks_that_compare_reads(tmp_path, capsys):

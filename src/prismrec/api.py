@@ -21,7 +21,7 @@ from . import __version__
 from .config import (NEUTRAL_ADDITIONS, RESUMABLE_CHANGES, ConfigError, ExperimentConfig, build_config, load_yaml,
                      save_config)
 from .data import LeaveOneOut, RecDataset, load_dataset
-from .data.split import train_item_counts
+from .data.split import observed_item_counts, train_item_counts
 from .data.sequences import DataError
 from .data.split import pad_history
 from .evaluation import EvalResult, evaluate
@@ -50,7 +50,7 @@ class Run:
     def evaluate(self, split: str = "test", top_k: int = 0, popularity_beta: float = 0.0) -> EvalResult:
         """Full-ranking metrics of ``split``; with ``top_k`` > 0 the result also holds every user's
         top-``top_k`` list (``top_items``; see :mod:`prismrec.evaluation.lists` for what to read from it).
-        ``popularity_beta`` > 0 adds ``beta * log(1 + training count)`` to every item's score
+        ``popularity_beta`` > 0 adds ``beta * log(1 + count)`` to every item's score (count: before the split's targets)
         (:mod:`prismrec.evaluation.popularity`; choose it with :meth:`choose_popularity_beta`)."""
         n = self.dataset.num_items
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= n:
@@ -60,16 +60,18 @@ class Run:
             (beta,) = check_betas([popularity_beta])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"popularity beta (--popularity-prior): {exc}") from None
-        score_fn = with_prior(self.model.full_sort_scores, self.popularity_prior(), beta)
+        score_fn = with_prior(self.model.full_sort_scores, self.popularity_prior(split), beta)
         self.model.eval()
         with self.model.cached_item_tables():  # content item tables once per evaluation, not per batch
             return evaluate(score_fn, self.data.split(split), self.config.eval.ks,
                             batch_size=self.config.eval.batch_size,
                             exclude_history=self.config.eval.exclude_history, device=self.device, top_k=top_k)
 
-    def popularity_prior(self) -> torch.Tensor:
-        """(N + 1,) ``log(1 + c_i)``, ``c_i`` = item i's count in the training sequences."""
-        return popularity_prior(train_item_counts(self.dataset.sequences))
+    def popularity_prior(self, split: str = "test") -> torch.Tensor:
+        """(N + 1,) ``log(1 + c_i)`` for ranking ``split``: ``c_i`` = item i's count among the interactions
+        observed before the split's targets (the training sequences; for ``test`` also every user's
+        validation item)."""
+        return popularity_prior(observed_item_counts(self.dataset.sequences, split))
 
     def choose_popularity_beta(self, betas: tuple[float, ...] = DEFAULT_BETAS, metric: str = "NDCG@10") -> PriorChoice:
         """The popularity-prior ``beta`` of the grid ``betas`` with the best validation ``metric`` (the
@@ -81,8 +83,8 @@ class Run:
             raise ConfigError(f"popularity prior: {exc}") from None
         self.model.eval()
         with self.model.cached_item_tables():
-            ranks = ranks_for_betas(self.model.full_sort_scores, self.data.split("valid"), self.popularity_prior(),
-                                    betas, batch_size=self.config.eval.batch_size,
+            ranks = ranks_for_betas(self.model.full_sort_scores, self.data.split("valid"),
+                                    self.popularity_prior("valid"), betas, batch_size=self.config.eval.batch_size,
                                     exclude_history=self.config.eval.exclude_history, device=self.device)
         return choose_beta(ranks, metric)
 
@@ -292,6 +294,7 @@ def save_prior_ranks(run: Run, out_dir: str | Path, beta: float, choice: PriorCh
             res[split] = run.evaluate(split, popularity_beta=beta)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"derived_from": None if run.run_dir is None else str(run.run_dir), "popularity_beta": beta,
+               "popularity_counts": "observed before each split's targets (valid: s[:-2], test: s[:-1])",
                "popularity_choice": None if choice is None else choice.to_dict(), "dataset": run.dataset.name,
                "valid": res["valid"].metrics, "test": res["test"].metrics,
                "item_map_fingerprint": run.dataset.item_map_fingerprint(), "prismrec_version": __version__,

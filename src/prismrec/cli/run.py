@@ -82,9 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "target-count), the share of list slots, of targets and of hits; shows whether a model "
                         "recommends rare items as often as they are the next item (default: 0 = off)")
     p.add_argument("--popularity-prior", metavar="BETA|auto",
-                   help="add BETA * log(1 + c) to every item's score, c = the item's count in the training "
-                        "sequences (not in the paper; a ranking-time correction for models that under-rank "
-                        "popular items). 'auto' chooses BETA on the validation split from --prior-betas (the "
+                   help="add BETA * log(1 + c) to every item's score, c = the item's count among the "
+                        "interactions before the split's targets (the training sequences, and for the test split "
+                        "also each user's validation item) (not in the paper; a ranking-time correction for "
+                        "models that under-rank popular items). 'auto' chooses BETA on the validation split from --prior-betas (the "
                         "test split is not read to choose it) and then evaluates --split with it "
                         "(default: off, the model as trained)")
     p.add_argument("--prior-betas", metavar="B,B,...",
@@ -274,7 +275,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for b, v in choice.valid.items():
                 print(f"  beta {b:<6g} {v:.5f}{'  <- chosen' if b == choice.beta else ''}")
         if prior is not None:
-            print(f"{args.split} with beta = {beta:g} * log(1 + training count) added to every score:")
+            print(f"{args.split} with beta = {beta:g} * log(1 + count) added to every score:")
         print(format_table({args.split: res.metrics}, run.config.eval.ks))
         print(f"({res.seconds:.2f} s, {len(res.ranks)} users)")
         if args.save_ranks:

@@ -109,8 +109,18 @@ def train_item_counts(seqs: Sequences) -> np.ndarray:
     """(N + 1,) int64: how often each item occurs in the training sequences (every user's s[:-2],
     the part the trainer learns from; the validation and test targets are not counted). Row 0 (padding)
     is 0."""
+    return observed_item_counts(seqs, "valid")
+
+
+def observed_item_counts(seqs: Sequences, split: str) -> np.ndarray:
+    """(N + 1,) int64: how often each item occurs among the interactions observed before ``split``'s
+    targets: every user's s[:-2] for ``valid`` (= :func:`train_item_counts`), s[:-1] for ``test`` (the
+    validation items are part of the test inputs). Neither split's own targets are counted."""
+    if split not in ("valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    back = 2 if split == "valid" else 1
     start, end = seqs.offsets[:-1], seqs.offsets[1:]
     lengths = end - start
     pos = np.arange(len(seqs.items)) - np.repeat(start, lengths)  # position within its user's sequence
-    in_train = pos < np.repeat(lengths - 2, lengths)
-    return np.bincount(seqs.items[in_train], minlength=seqs.num_items + 1).astype(np.int64)
+    observed = pos < np.repeat(lengths - back, lengths)
+    return np.bincount(seqs.items[observed], minlength=seqs.num_items + 1).astype(np.int64)

@@ -1,10 +1,11 @@
 """A popularity prior at ranking time (not in the paper): ``score(u, i) + beta * log(1 + c_i)``.
 
-``c_i`` is item i's count in the training sequences (every user's ``s[:-2]``, so neither the
-validation nor the test targets are counted: :func:`prismrec.data.split.train_item_counts`).
-``beta`` is one scalar per trained model, chosen on the **validation** split from a grid
-(:func:`choose_beta`) and then applied unchanged to the test split, so the test targets never
-influence it. ``beta = 0`` is the model as trained.
+``c_i`` is how often item i occurs among the interactions observed before the ranked split's targets
+(:func:`prismrec.data.split.observed_item_counts`): every user's ``s[:-2]`` when ranking the
+validation split, ``s[:-1]`` when ranking the test split (each user's validation item is part of the
+test input); a split's own targets are never counted. ``beta`` is one scalar per trained model, chosen
+on the **validation** split from a grid (:func:`choose_beta`) and then applied unchanged to the test
+split, so the test targets never influence it. ``beta = 0`` is the model as trained.
 
 Why: under BCE with sampled negatives the content-aware arms (PRISM, concat) rank the most popular
 items lower than ID-only SASRec does and lose a third of the NDCG@10 of the most popular targets,
@@ -36,7 +37,7 @@ DEFAULT_BETAS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 def popularity_prior(train_counts: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(N + 1,) float32 ``log(1 + c_i)`` from each item's training count (row 0, padding, is 0)."""
+    """(N + 1,) float32 ``log(1 + c_i)`` from each item's count (row 0, padding, is 0)."""
     counts = torch.as_tensor(np.asarray(train_counts), dtype=torch.float64)
     if counts.ndim != 1 or bool((counts < 0).any()):
         raise ValueError(f"train_counts must be a 1-d array of counts >= 0, got shape {tuple(counts.shape)}")
