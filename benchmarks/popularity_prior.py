@@ -149,7 +149,8 @@ def main() -> None:
         lines.append(f"| {name} | {chosen} | {raw_m:.4f} ± {raw_s:.4f} "
                      f"| {pri_m:.4f} ± {pri_s:.4f} | {fmt(row['prior_vs_as_trained'])} | " + " | ".join(other) + " |")
     if args.test_curve:
-        lines += ["", f"Test {args.metric} at every beta, relative to beta 0 (mean over each arm's runs; diagnostic only)",
+        lines += ["", f"Test {args.metric} at every beta, relative to beta 0 "
+                      "(mean over each arm's runs; diagnostic only)",
                   "| arm | " + " | ".join(f"{b:g}" for b in betas) + " |", "|---" * (1 + len(betas)) + "|"]
         for name in arms:
             rel = [statistics.fmean(r["test_by_beta"][str(b)] / r["test_by_beta"]["0.0"] - 1 for r in per_run[name])

@@ -25,7 +25,8 @@ def random_split(seed=0, n_users=37, n_items=25, L=5):
     table = torch.randn(n_items + 1, 4, generator=g)
     counts = torch.randint(0, 50, (n_items + 1,), generator=g)
     counts[0] = 0
-    return SplitTensors(inputs=inputs, targets=targets, history=history), (lambda seq: table[seq[:, -1]] @ table.T), counts
+    split = SplitTensors(inputs=inputs, targets=targets, history=history)
+    return split, (lambda seq: table[seq[:, -1]] @ table.T), counts
 
 
 def test_observed_counts_stop_before_each_splits_targets():
@@ -76,7 +77,8 @@ def test_one_pass_over_the_grid_gives_the_ranks_of_each_beta_evaluated_alone():
 def test_a_large_beta_ranks_by_popularity():
     # constant scores: the prior alone orders the items, the most frequent first
     counts = torch.tensor([0, 5, 50, 1, 20])
-    split = SplitTensors(inputs=torch.tensor([[3], [3]]), targets=torch.tensor([2, 4]), history=torch.tensor([[3], [3]]))
+    split = SplitTensors(inputs=torch.tensor([[3], [3]]), targets=torch.tensor([2, 4]),
+                         history=torch.tensor([[3], [3]]))
     ranks = ranks_for_betas(lambda seq: torch.zeros(len(seq), 5), split, popularity_prior(counts), (0.0, 1.0))
     assert ranks[1.0].tolist() == [1, 2]  # item 2 (50) first, item 4 (20) second; item 3 is in the history
     assert ranks[0.0].tolist() == [3, 3]  # ties count against the target: last of the 3 rankable items

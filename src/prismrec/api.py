@@ -50,8 +50,9 @@ class Run:
     def evaluate(self, split: str = "test", top_k: int = 0, popularity_beta: float = 0.0) -> EvalResult:
         """Full-ranking metrics of ``split``; with ``top_k`` > 0 the result also holds every user's
         top-``top_k`` list (``top_items``; see :mod:`prismrec.evaluation.lists` for what to read from it).
-        ``popularity_beta`` > 0 adds ``beta * log(1 + count)`` to every item's score (count: before the split's targets)
-        (:mod:`prismrec.evaluation.popularity`; choose it with :meth:`choose_popularity_beta`)."""
+        ``popularity_beta`` > 0 adds ``beta * log(1 + count)`` to every item's score, the count of the
+        interactions before the split's targets (:mod:`prismrec.evaluation.popularity`; choose it with
+        :meth:`choose_popularity_beta`)."""
         n = self.dataset.num_items
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= n:
             raise ConfigError(f"top_k (--lists) must be an integer in 1..{n} (the number of items), or 0 for "
@@ -60,7 +61,9 @@ class Run:
             (beta,) = check_betas([popularity_beta])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"popularity beta (--popularity-prior): {exc}") from None
-        score_fn = with_prior(self.model.full_sort_scores, self.popularity_prior(split), beta)
+        score_fn = self.model.full_sort_scores
+        if beta:
+            score_fn = with_prior(score_fn, self.popularity_prior(split), beta)
         self.model.eval()
         with self.model.cached_item_tables():  # content item tables once per evaluation, not per batch
             return evaluate(score_fn, self.data.split(split), self.config.eval.ks,

@@ -12,7 +12,8 @@ from ..config import RESUMABLE_CHANGES
 #: the groupings of ``compare --by`` (evaluation.compare.GROUPINGS; named here so that the parser is built
 #: without importing torch)
 COMPARE_GROUPINGS = ("target-count", "history-length")
-#: the default grid of ``evaluate --prior-betas`` (evaluation.popularity.DEFAULT_BETAS; named here for the same reason)
+#: the default grid of ``evaluate --prior-betas`` (evaluation.popularity.DEFAULT_BETAS; named here for the
+#: same reason)
 DEFAULT_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 def _config_help() -> str:
@@ -85,9 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add BETA * log(1 + c) to every item's score, c = the item's count among the "
                         "interactions before the split's targets (the training sequences, and for the test split "
                         "also each user's validation item) (not in the paper; a ranking-time correction for "
-                        "models that under-rank popular items). 'auto' chooses BETA on the validation split from --prior-betas (the "
-                        "test split is not read to choose it) and then evaluates --split with it "
-                        "(default: off, the model as trained)")
+                        "models that under-rank popular items). 'auto' chooses BETA on the validation split from "
+                        "--prior-betas (the test split is not read to choose it) and then evaluates --split with "
+                        "it (default: off, the model as trained)")
     p.add_argument("--prior-betas", metavar="B,B,...",
                    help="with --popularity-prior auto: the grid of betas to try, numbers >= 0 (default: "
                         + ",".join(f"{b:g}" for b in DEFAULT_BETAS) + ")")
