@@ -30,13 +30,8 @@ from common import write_result  # noqa: E402
 def test_curve(run, betas, metric: str) -> dict[str, float]:
     """The test split's mean ``metric`` at every beta of the grid (one scoring pass)."""
     from prismrec.evaluation.compare import per_user_metric
-    from prismrec.evaluation.popularity import ranks_for_betas
 
-    run.model.eval()
-    with run.model.cached_item_tables():
-        ranks = ranks_for_betas(run.model.full_sort_scores, run.data.split("test"), run.popularity_prior("test"), betas,
-                                batch_size=run.config.eval.batch_size,
-                                exclude_history=run.config.eval.exclude_history, device=run.device)
+    ranks = run.popularity_ranks("test", betas)
     return {str(b): float(per_user_metric(r.numpy(), metric).mean()) for b, r in ranks.items()}
 
 

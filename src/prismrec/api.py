@@ -80,16 +80,23 @@ class Run:
         """The popularity-prior ``beta`` of the grid ``betas`` with the best validation ``metric`` (the
         test split is not read); one scoring pass over the validation users for the whole grid."""
         try:
-            betas = check_betas(betas)
             parse_metric(metric)
+        except ValueError as exc:
+            raise ConfigError(f"popularity prior: {exc}") from None
+        return choose_beta(self.popularity_ranks("valid", betas), metric)
+
+    def popularity_ranks(self, split: str, betas: tuple[float, ...] = DEFAULT_BETAS) -> dict[float, torch.Tensor]:
+        """Each user's target rank of ``split`` under every popularity-prior ``beta`` of the grid, from
+        one scoring pass: ``{beta: (U,) ranks}``."""
+        try:
+            betas = check_betas(betas)
         except ValueError as exc:
             raise ConfigError(f"popularity prior: {exc}") from None
         self.model.eval()
         with self.model.cached_item_tables():
-            ranks = ranks_for_betas(self.model.full_sort_scores, self.data.split("valid"),
-                                    self.popularity_prior("valid"), betas, batch_size=self.config.eval.batch_size,
-                                    exclude_history=self.config.eval.exclude_history, device=self.device)
-        return choose_beta(ranks, metric)
+            return ranks_for_betas(self.model.full_sort_scores, self.data.split(split), self.popularity_prior(split),
+                                   betas, batch_size=self.config.eval.batch_size,
+                                   exclude_history=self.config.eval.exclude_history, device=self.device)
 
     @torch.no_grad()
     def recommend(self, history: list[int], k: int = 10, exclude_history: bool = True) -> list[tuple[int, float]]:

@@ -57,15 +57,19 @@ def evaluate(score_fn: ScoreFn, split: SplitTensors, ks: tuple[int, ...] = (5, 1
         if top_k:
             tops.append(top_items(scores, top_k, hist, keep=split.targets[idx].to(device)).cpu())
         rows.append(idx)
-    order = torch.cat(rows)
-    all_ranks = torch.empty(split.inputs.shape[0], dtype=torch.long)
-    all_ranks[order] = torch.cat(ranks)
-    lists = None
-    if top_k:
-        lists = torch.empty(split.inputs.shape[0], top_k, dtype=torch.long)
-        lists[order] = torch.cat(tops)
+    all_ranks = in_user_order(ranks, rows)
+    lists = in_user_order(tops, rows) if top_k else None
     return EvalResult(metrics=metrics_from_ranks(all_ranks, ks), ranks=all_ranks,
                       seconds=time.perf_counter() - start, top_items=lists)
+
+
+def in_user_order(parts: list[torch.Tensor], rows: list[torch.Tensor]) -> torch.Tensor:
+    """The per-batch results ``parts`` (each (b, ...)) of the user batches ``rows`` (each (b,) user
+    rows, as :func:`user_batches` yields them) put back in the split's user order: (U, ...)."""
+    values, order = torch.cat(parts), torch.cat(rows)
+    out = torch.empty_like(values)
+    out[order] = values
+    return out
 
 
 def top_items(scores: torch.Tensor, k: int, history: torch.Tensor | None = None,

@@ -29,18 +29,18 @@ import torch
 
 from ..data.split import SplitTensors
 from .compare import parse_metric, per_user_metric
-from .evaluator import ScoreFn, user_batches
+from .evaluator import ScoreFn, in_user_order, user_batches
 from .metrics import target_ranks
 
 # the default grid of betas (0 = no prior); log(1 + c) spans about 0-7 on the benchmark datasets
 DEFAULT_BETAS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
-def popularity_prior(train_counts: np.ndarray | torch.Tensor) -> torch.Tensor:
+def popularity_prior(item_counts: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(N + 1,) float32 ``log(1 + c_i)`` from each item's count (row 0, padding, is 0)."""
-    counts = torch.as_tensor(np.asarray(train_counts), dtype=torch.float64)
+    counts = torch.as_tensor(np.asarray(item_counts), dtype=torch.float64)
     if counts.ndim != 1 or bool((counts < 0).any()):
-        raise ValueError(f"train_counts must be a 1-d array of counts >= 0, got shape {tuple(counts.shape)}")
+        raise ValueError(f"item_counts must be a 1-d array of counts >= 0, got shape {tuple(counts.shape)}")
     return torch.log1p(counts).float()
 
 
@@ -79,13 +79,7 @@ def ranks_for_betas(score_fn: ScoreFn, split: SplitTensors, prior: torch.Tensor,
         for b in betas:
             parts[b].append(target_ranks(scores + b * prior if b else scores, targets, hist).cpu())
         rows.append(idx)
-    order = torch.cat(rows)
-    out = {}
-    for b in betas:
-        ranks = torch.empty(split.inputs.shape[0], dtype=torch.long)
-        ranks[order] = torch.cat(parts[b])
-        out[b] = ranks
-    return out
+    return {b: in_user_order(parts[b], rows) for b in betas}
 
 
 @dataclass(frozen=True)
