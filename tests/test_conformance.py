@@ -23,7 +23,7 @@ from prismrec.training.checkpoint import load_weights, save_weights
 from prismrec.training.sampling import sample_negatives
 
 N_ITEMS, L, D = 30, 8, 16
-ARMS = ("id", "prism", "prism-user-output")
+ARMS = ("id", "prism", "prism-user-output", "prism-item-bias")
 TINY_MODEL = [
     "model.hidden_dim=16", "model.num_layers=1", "model.num_heads=2", "model.dropout=0.0",
     # InDiRec's extras at toy size
@@ -51,7 +51,9 @@ def item_input_overrides(arm: str) -> list[str]:
     if not has_prism():
         pytest.skip("PRISM not available yet")
     base = ["model.prism.enabled=true", "model.prism.expert_dropout=0.0", "model.prism.fusion_dropout=0.0"]
-    return base if arm == "prism" else base + ["model.prism.output_content=true", "model.prism.output_fusion=user"]
+    extra = {"prism": [], "prism-item-bias": ["model.item_bias=true"],
+             "prism-user-output": ["model.prism.output_content=true", "model.prism.output_fusion=user"]}
+    return base + extra[arm]
 
 
 def make(backbone: str, arm: str, seed: int = 0, extra: tuple[str, ...] = ()) -> SequentialRecommender:
@@ -59,11 +61,15 @@ def make(backbone: str, arm: str, seed: int = 0, extra: tuple[str, ...] = ()) ->
     torch.manual_seed(seed)
     model = build_model(cfg.model, N_ITEMS, L, cfg.train.loss, features()).eval()
     assert (type(model.item_input).__name__ == "IDEmbedding") == (arm == "id")
+    if model.item_bias is not None:  # trained offsets are not zero: make every consistency check see them
+        with torch.no_grad():
+            model.item_bias.normal_(generator=torch.Generator().manual_seed(seed + 7))
     return model
 
 
 @pytest.fixture(params=[(b, a) for b in registered_backbones() for a in ARMS
-                        if not (b == "stosa" and a == "prism-user-output")],  # STOSA refuses it (distance scores)
+                        if not (b == "stosa" and a in ("prism-user-output", "prism-item-bias"))],  # STOSA refuses
+                                                                                    # them (distance scores)
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def model(request) -> SequentialRecommender:
     return make(*request.param)

@@ -83,3 +83,59 @@ def test_input_scale_auto_follows_the_loss():
     assert build_model(auto, N_ITEMS, L, "bce").input_scale == 4.0
     assert build_model(replace(cfg, input_scale="none"), N_ITEMS, L, "bce").input_scale == 1.0
     assert build_model(replace(cfg, input_scale="sqrt_dim"), N_ITEMS, L, "ce").input_scale == 4.0
+
+
+def make_biased(loss="ce", backbone="sasrec"):
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone=backbone, hidden_dim=16, num_layers=2, num_heads=2, dropout=0.0, item_bias=True)
+    m = build_model(cfg, N_ITEMS, L, loss).eval()
+    with torch.no_grad():
+        m.item_bias.copy_(torch.randn(N_ITEMS + 1, generator=torch.Generator().manual_seed(3)))
+    return m
+
+
+def test_item_bias_shifts_every_score_by_the_items_offset():
+    m = make_biased()
+    seq = batch()
+    h = m.last_hidden(seq)
+    with_bias = m.full_sort_scores(seq)
+    bias = m.item_bias.detach().clone()
+    with torch.no_grad():
+        m.item_bias.zero_()
+    without = m.full_sort_scores(seq)
+    assert torch.allclose(with_bias - without, bias.expand_as(without), atol=1e-5)
+    assert not torch.allclose(with_bias, without)  # the offsets are not zero: the check above can fail
+    with torch.no_grad():
+        m.item_bias.copy_(bias)
+    items = torch.tensor([5, 1, 30, 5])
+    assert torch.allclose(m.real_item_scores(h), with_bias[:, 1:], atol=1e-5)
+    assert torch.allclose(m.candidate_scores(h, items), with_bias[:, items], atol=1e-5)
+    assert torch.allclose(m.score_items(h, items), with_bias[torch.arange(4), items], atol=1e-5)
+
+
+def test_item_bias_enters_the_bce_loss_and_learns_from_its_items_only():
+    m = make_biased(loss="bce")
+    seq = batch()
+    targets = torch.roll(seq, -1, 1)
+    targets[:, -1] = 1
+    targets[seq == 0] = 0
+    neg = torch.randint(1, N_ITEMS + 1, seq.shape, generator=torch.Generator().manual_seed(5))
+    out = m.training_loss(TrainBatch(seq, targets, neg))
+    mask = targets != 0
+    h = m(seq)[mask]
+    pos, negs = m.score_items(h, targets[mask]), m.score_items(h, neg[mask])
+    ref = -(torch.nn.functional.logsigmoid(pos).sum() + torch.nn.functional.logsigmoid(-negs).sum()) / pos.numel()
+    assert torch.allclose(out.total, ref, atol=1e-5)
+    out.total.backward()
+    grad = m.item_bias.grad
+    touched = torch.zeros(N_ITEMS + 1, dtype=torch.bool)
+    touched[targets[mask]] = True
+    touched[neg[mask]] = True
+    assert bool((grad[~touched] == 0).all()) and bool((grad[touched] != 0).any())
+
+
+def test_item_bias_is_refused_by_stosa():
+    from prismrec.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.item_bias"):
+        make_biased(backbone="stosa")

@@ -131,6 +131,12 @@ class ModelConfig:
     item of the window, so position t depends only on items <= t. ``from_end``: 0 for the most recent
     item, as in SASRec's original right-aligned window; position t then sees how many items follow it
     (their count, not their identity). Both are independent of the amount of left padding."""
+    item_bias: bool = False
+    """A learned score offset per item, ``score(u, i) = q_u . k_i + b_i`` (not in the paper; off by default).
+    ``b_i`` starts at 0 and is trained with the model; it lets the prediction layer carry how likely an
+    item is regardless of the user (its popularity) apart from the item's embedding, a trained
+    counterpart of the ranking-time popularity prior (``prismrec evaluate --popularity-prior``).
+    Dot-product backbones (SASRec, InDiRec); STOSA refuses it."""
     prism: PRISMConfig = field(default_factory=PRISMConfig)
     """The multimodal item input (PRISM or a naive-fusion baseline); off by default."""
     stosa: STOSAConfig = field(default_factory=STOSAConfig)

@@ -53,6 +53,8 @@ class SequentialRecommender(nn.Module):
 
     #: whether :meth:`training_loss` needs ``batch.negatives`` for the configured loss
     needs_negatives: bool = False
+    #: whether the scores of this backbone take a learned per-item offset (``model.item_bias``)
+    supports_item_bias: bool = True
 
     def __init__(self, item_input: ItemInput, num_items: int, max_seq_len: int, loss: str = "ce") -> None:
         super().__init__()
@@ -63,6 +65,21 @@ class SequentialRecommender(nn.Module):
         self.max_seq_len = max_seq_len
         self.loss_name = loss
         self.needs_negatives = loss == "bce"
+        self.item_bias: nn.Parameter | None = None
+
+    def enable_item_bias(self) -> None:
+        """Add a learned score offset per item (``model.item_bias``), zero at the start: every scoring
+        method below adds ``b_i`` to item i's score."""
+        if not self.supports_item_bias:
+            raise ValueError(f"{type(self).__name__} does not take model.item_bias (its scores are not dot products)")
+        self.item_bias = nn.Parameter(torch.zeros(self.num_items + 1))
+
+    def _plus_bias(self, scores: torch.Tensor, items: torch.Tensor | slice) -> torch.Tensor:
+        """``scores`` (..., C) plus the offsets of ``items`` (the C scored items; a slice of rows, or
+        indices of any shape matching the trailing dims) when the model has them."""
+        if self.item_bias is None:
+            return scores
+        return scores + self.item_bias[items]
 
     # --- to implement -----------------------------------------------------------------
     def encode_inputs(self, inputs: torch.Tensor, item_seq: torch.Tensor) -> torch.Tensor:
@@ -81,22 +98,22 @@ class SequentialRecommender(nn.Module):
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of all items (higher = better). (..., D) -> (..., N + 1)"""
-        return self.item_input.output_query(hidden) @ self.item_input.output_keys().T
+        return self._plus_bias(self.item_input.output_query(hidden) @ self.item_input.output_keys().T, slice(None))
 
     def real_item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of real items only, column ``i`` = item ``i + 1``. (..., D) -> (..., N)
 
         Used by the CE loss: avoids materialising and then slicing off the padding column.
         """
-        return self.item_input.output_query(hidden) @ self.item_input.output_keys()[1:].T
+        return self._plus_bias(self.item_input.output_query(hidden) @ self.item_input.output_keys()[1:].T, slice(1, None))
 
     def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of a candidate set shared by all rows. hidden (..., H), items (C,) -> (..., C)"""
-        return self.item_input.output_query(hidden) @ self.item_input.output_keys(items).T
+        return self._plus_bias(self.item_input.output_query(hidden) @ self.item_input.output_keys(items).T, items)
 
     def score_items(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items only. hidden (..., D), items (...) -> (...)"""
-        return (self.item_input.output_query(hidden) * self.item_input.output_keys(items)).sum(-1)
+        return self._plus_bias((self.item_input.output_query(hidden) * self.item_input.output_keys(items)).sum(-1), items)
 
     def last_hidden(self, item_seq: torch.Tensor) -> torch.Tensor:
         """Hidden state at the last position only. (B, L) -> (B, D). Backbones may compute less than
@@ -125,8 +142,9 @@ class SequentialRecommender(nn.Module):
         if self.loss_name == "ce":
             return F.cross_entropy(self.real_item_scores(h), targets - 1)  # padding is never a class
         q = self.item_input.output_query(h)  # (P, K)
-        keys = self.item_input.output_keys(torch.stack([targets, batch.negatives[mask]]))  # (2, P, K) one call
-        pos, neg = (q * keys[0]).sum(-1), (q * keys[1]).sum(-1)  # (P,) each
+        items = torch.stack([targets, batch.negatives[mask]])  # (2, P)
+        keys = self.item_input.output_keys(items)  # (2, P, K) one call
+        pos, neg = self._plus_bias((q * keys).sum(-1), items)  # (P,) each
         return F.binary_cross_entropy_with_logits(torch.cat([pos, neg]),
                                                   torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]),
                                                   reduction="sum") / pos.numel()

@@ -36,4 +36,10 @@ def build_model(cfg: ModelConfig, num_items: int, max_seq_len: int, loss: str = 
     except KeyError as exc:
         raise ConfigError(f"model.backbone: {exc.args[0]}") from None
     item_input = build_item_input(cfg, num_items, features or {}, item_counts)
-    return builder(cfg, item_input, num_items, max_seq_len, loss)
+    model = builder(cfg, item_input, num_items, max_seq_len, loss)
+    if cfg.item_bias:
+        if not model.supports_item_bias:
+            raise ConfigError(f"model.item_bias: the {cfg.backbone} backbone does not take it (its scores are not "
+                              f"dot products); leave it false")
+        model.enable_item_bias()
+    return model

@@ -52,6 +52,8 @@ def split_gaussian(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class STOSA(SequentialRecommender):
+    supports_item_bias = False  # scores are -W2 distances (model.item_bias is refused)
+
     def __init__(self, cfg: ModelConfig, item_input: ItemInput, num_items: int, max_seq_len: int,
                  stosa: STOSAConfig | None = None) -> None:
         stosa = stosa or STOSAConfig()
