@@ -183,6 +183,35 @@ def test_inspect_refuses_plain_run(tmp_path, capsys):
     assert "no multimodal item input" in capsys.readouterr().err
 
 
+def test_inspect_reports_learned_item_offsets_of_an_id_only_run(tmp_path, capsys):
+    import torch
+
+    from prismrec.api import load_run
+    from prismrec.data.split import train_item_counts
+    from prismrec.introspect import item_bias_summary
+
+    run_dir = tmp_path / "bias"
+    main(["train", "--quiet", "--output-dir", str(run_dir), *sets(TINY + ["model.item_bias=true"])])
+    capsys.readouterr()
+    assert main(["inspect", "--run", str(run_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"item_bias"}  # an ID-only run: no fusion weights to report
+    run = load_run(run_dir)
+    bias = run.model.item_bias.detach()[1:]
+    assert sum(g["items"] for g in out["item_bias"]["groups"]) == run.dataset.num_items
+    assert abs(out["item_bias"]["mean"] - float(bias.mean())) < 1e-6 and float(bias.abs().max()) > 0  # trained
+    # offsets that are exactly the log count: rank correlation 1, group means increase with the count
+    counts = torch.from_numpy(train_item_counts(run.dataset.sequences)).double()
+    with torch.no_grad():
+        run.model.item_bias.copy_(torch.log1p(counts))
+    summary = item_bias_summary(run)
+    assert abs(summary["spearman_with_train_count"] - 1.0) < 1e-9
+    means = [g["mean"] for g in summary["groups"]]
+    assert len(means) >= 2 and means == sorted(means)
+    assert main(["inspect", "--run", str(run_dir), "--export-weights", str(tmp_path / "w.npz")]) == 2
+    assert "no fusion weights" in capsys.readouterr().err
+
+
 def test_inspect_probe_planted_and_label_file(tmp_path, capsys):
     run = tmp_path / "p"
     main(["train", "--quiet", "--output-dir", str(run), *sets(TINY + ["model.prism.enabled=true"])])

@@ -131,6 +131,37 @@ def popularity_scales(run: Run) -> list[dict]:
             for b, (name, n, a) in enumerate(zip(pop.bucket_ranges(), items, scale))]
 
 
+@torch.no_grad()
+def item_bias_summary(run: Run) -> dict:
+    """The learned per-item score offsets (``model.item_bias``) against how often each item occurs in the
+    training sequences (every user's s[:-2]): their Spearman rank correlation with that count over the
+    real items, and per count group (the groups of ``prismrec compare --by target-count``) how many items
+    it holds and the mean, std and median offset. A large positive correlation means the offsets carry
+    item popularity."""
+    from .data.split import train_item_counts
+    from .evaluation.compare import GROUPINGS, group_masks
+
+    if run.model.item_bias is None:
+        raise ValueError("this run has no item offsets (train with --set model.item_bias=true)")
+    bias = run.model.item_bias.detach().cpu().double().numpy()[1:]  # real items only
+    counts = train_item_counts(run.dataset.sequences)[1:]
+    groups = [{"train_count": label, "items": int(mask.sum()), "mean": float(bias[mask].mean()),
+               "std": float(bias[mask].std()), "median": float(np.median(bias[mask]))}
+              for label, mask in group_masks(counts, GROUPINGS["target-count"])]
+    return {"spearman_with_train_count": _spearman(bias, counts), "mean": float(bias.mean()),
+            "std": float(bias.std()), "groups": groups}
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); nan when either side is constant."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x), rankdata(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
 def expert_embeddings(run: Run, items: np.ndarray | None = None, batch_size: int = 4096) -> tuple[list[str], np.ndarray]:
     """Per-item expert embeddings (n, E, D) for ``items`` (default: every item 1..N)."""
     mm = _multimodal_input(run)

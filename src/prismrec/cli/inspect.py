@@ -14,10 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(weights at each user's most recent position), the per-user content gate "
                                    "where the run has one (model.prism.content_gate), the prediction layer's "
                                    "scales per popularity bucket where it has them "
-                                   "(model.prism.output_popularity_buckets), and optionally export "
+                                   "(model.prism.output_popularity_buckets), the learned item offsets against "
+                                   "item popularity where it has them (model.item_bias; also for an ID-only "
+                                   "run), and optionally export "
                                    "per-user weights and per-item expert embeddings, linear-probe the experts against item labels, "
                                    "or draw the experts' t-SNE map.")
-    p.add_argument("--run", required=True, metavar="DIR", help="run directory trained with model.prism.enabled=true")
+    p.add_argument("--run", required=True, metavar="DIR",
+                   help="run directory trained with model.prism.enabled=true (or with model.item_bias=true)")
     p.add_argument("--data", metavar="PATH", help="override the dataset path stored in the run's config (e.g. "
                    "when the run was trained from another directory)")
     p.add_argument("--split", choices=["valid", "test"], default="test", help="whose input sequences (default test)")
@@ -48,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the summary as one JSON object: fusion_weights (a list of per-expert rows, when the "
                         "run has a fusion layer), output_fusion_weights, fusion_equal_share (the share of the "
                         "weights split equally, with model.prism.fusion_floor or fusion_warmup_epochs), "
-                        "content_gate, probes and expert_map where they apply")
+                        "content_gate, output_popularity_scales, item_bias, probes and expert_map where they apply")
     p.set_defaults(func=cmd_inspect)
 
 
@@ -77,25 +80,29 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _inspect(run, args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..introspect import (content_gates, expert_embeddings, expert_probes, fusion_weights,
+    from ..introspect import (content_gates, expert_embeddings, expert_probes, fusion_weights, item_bias_summary,
                               output_fusion_weights, popularity_scales)
 
     has_gate = getattr(run.model.item_input, "content_gate", None) is not None
     gates = content_gates(run, args.split, per_position=args.per_position) if has_gate else None
     has_popularity = getattr(run.model.item_input, "popularity", None) is not None
     pop_rows = popularity_scales(run) if has_popularity else None
+    bias = item_bias_summary(run) if run.model.item_bias is not None else None
     try:
         fw = fusion_weights(run, args.split, per_position=args.per_position)
     except ValueError:
-        if gates is None and pop_rows is None:
+        if gates is None and pop_rows is None and bias is None:
             raise
-        fw = None  # a naive fusion with a content gate or popularity scales: that is all there is to report
+        fw = None  # no fusion layer (a naive fusion, or IDs only): the other parts are all there is to report
     rows = fw.summary() if fw is not None else None
     gate_row = gates.summary() if gates is not None else None
     equal_share = getattr(run.model.item_input, "fusion_equal_share", None)
     out_rows = None
     if getattr(run.model.item_input, "query_fusion", None) is not None:
         out_rows = output_fusion_weights(run, args.split).summary()
+    if args.export_weights and fw is None and gates is None:
+        raise ConfigError("--export-weights: this run has no fusion weights or content gate to export "
+                          "(it has no adaptive fusion layer)")
     if args.export_weights:
         arrays: dict[str, np.ndarray] = {}
         if fw is not None:
@@ -123,7 +130,7 @@ def _inspect(run, args: argparse.Namespace) -> int:
     if args.json:  # always one object; absent parts are left out
         print(json.dumps({k: v for k, v in (("fusion_weights", rows), ("output_fusion_weights", out_rows),
                                             ("fusion_equal_share", equal_share), ("content_gate", gate_row),
-                                            ("output_popularity_scales", pop_rows),
+                                            ("output_popularity_scales", pop_rows), ("item_bias", bias),
                                             ("probes", probes), ("expert_map", emap))
                           if v is not None}, indent=2))
     else:
@@ -135,6 +142,15 @@ def _inspect(run, args: argparse.Namespace) -> int:
             print(f"{gate_row['mean']:7.4f} {gate_row['std']:7.4f} {gate_row['p25']:7.4f} {gate_row['median']:7.4f} "
                   f"{gate_row['p75']:7.4f} {gate_row['share_below_0.5']:11.3f}")
             if rows is not None:
+                print()
+        if bias is not None:
+            print(f"learned item offsets b_i (model.item_bias; score = q . k_i + b_i): mean {bias['mean']:.3f}, "
+                  f"std {bias['std']:.3f}, Spearman correlation with the training count "
+                  f"{bias['spearman_with_train_count']:.3f}")
+            print(f"{'train count':>11} {'items':>7} {'mean':>7} {'std':>7} {'median':>7}")
+            for r in bias["groups"]:
+                print(f"{r['train_count']:>11} {r['items']:7d} {r['mean']:7.3f} {r['std']:7.3f} {r['median']:7.3f}")
+            if pop_rows is not None or rows is not None:
                 print()
         if pop_rows is not None:
             print("prediction-layer scales per popularity bucket (key = a_id * ID embedding + a_content * "
