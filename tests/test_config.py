@@ -67,3 +67,23 @@ def test_every_recipe_is_a_valid_config():
     assert recipes
     for path in recipes:
         build_config(path)  # raises ConfigError on an unknown key or bad value
+
+
+def test_neutral_additions_name_real_keys():
+    """Keys exempt from the "predates config key" warning must exist (a renamed key would silently
+    lose its exemption, or exempt nothing)."""
+    import dataclasses
+
+    from prismrec.config import NEUTRAL_ADDITIONS, ExperimentConfig
+
+    def leaves(cls, prefix=""):
+        for f in dataclasses.fields(cls):
+            t = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+            if t is not None and dataclasses.is_dataclass(t):
+                yield from leaves(t, f"{prefix}{f.name}.")
+            else:
+                yield f"{prefix}{f.name}"
+
+    keys = set(leaves(ExperimentConfig))
+    assert "model.item_bias" in keys
+    assert NEUTRAL_ADDITIONS <= keys, sorted(NEUTRAL_ADDITIONS - keys)

@@ -211,3 +211,12 @@ def test_list_popularity_describes_each_runs_lists(tmp_path):
     assert res["runs"][0]["NDCG@10"] == summary["test"]["NDCG@10"]  # the reloaded model reproduces the run
     assert res["runs"][0]["lists"] == res["runs"][1]["lists"]
     assert "| ids |" in res["markdown"] and res["runs"][0]["lists"]["users"] == 80
+
+
+def test_every_benchmark_script_is_listed_in_the_benchmarks_doc():
+    """docs/benchmarks.md's table of scripts names every script in benchmarks/ (each answers one question)."""
+    doc = (ROOT / "docs" / "benchmarks.md").read_text()
+    scripts = [p for p in sorted((ROOT / "benchmarks").glob("*.py")) if p.name != "common.py"]
+    assert len(scripts) > 10
+    missing = [p.name for p in scripts if f"| `benchmarks/{p.name}` |" not in doc]
+    assert not missing, f"not in docs/benchmarks.md's table of scripts: {missing}"
