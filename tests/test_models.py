@@ -139,3 +139,22 @@ def test_item_bias_is_refused_by_stosa():
 
     with pytest.raises(ConfigError, match="model.item_bias"):
         make_biased(backbone="stosa")
+
+
+def test_item_bias_can_start_from_the_log_training_count():
+    from prismrec.api import build
+    from prismrec.config import ConfigError, build_config
+    from prismrec.data.split import train_item_counts
+
+    cfg = build_config(overrides=["model.item_bias=true", "model.item_bias_init=log_count", "model.hidden_dim=16",
+                                  "model.num_heads=2", "data.synthetic.num_users=60", "data.synthetic.num_items=64"])
+    run = build(cfg)
+    counts = torch.from_numpy(train_item_counts(run.dataset.sequences)).double()
+    assert counts[1:].max() > counts[1:].min()  # the check below can tell the counts apart
+    expected = torch.log1p(counts).float()
+    expected[0] = 0
+    assert torch.allclose(run.model.item_bias.detach(), expected)
+    with pytest.raises(ConfigError, match="needs the items' training counts"):
+        build_model(cfg.model, 64, L, "bce")  # no counts given
+    with pytest.raises(ConfigError, match="model.item_bias=true"):
+        build_config(overrides=["model.item_bias_init=log_count"])

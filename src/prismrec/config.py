@@ -137,6 +137,10 @@ class ModelConfig:
     item is regardless of the user (its popularity) apart from the item's embedding, a trained
     counterpart of the ranking-time popularity prior (``prismrec evaluate --popularity-prior``).
     Dot-product backbones (SASRec, InDiRec); STOSA refuses it."""
+    item_bias_init: Literal["zero", "log_count"] = "zero"
+    """Where ``model.item_bias``'s offsets start: ``zero`` (default), or ``log_count`` = ``log(1 + c_i)``
+    with ``c_i`` item i's count in the training sequences (every user's s[:-2]): the model starts from the
+    ranking-time popularity prior with beta = 1 and training corrects it. Only with ``model.item_bias``."""
     prism: PRISMConfig = field(default_factory=PRISMConfig)
     """The multimodal item input (PRISM or a naive-fusion baseline); off by default."""
     stosa: STOSAConfig = field(default_factory=STOSAConfig)
@@ -151,6 +155,8 @@ class ModelConfig:
                f"model.num_heads ({self.num_heads}) must divide model.hidden_dim ({self.hidden_dim})")
         _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
         _check(self.ffn_mult >= 1, "model.ffn_mult must be >= 1 (the feed-forward width is ffn_mult x hidden_dim)")
+        _check(self.item_bias or self.item_bias_init == "zero",
+               "model.item_bias_init is where model.item_bias's offsets start: set model.item_bias=true too")
 
 
 @dataclass(frozen=True)
@@ -295,7 +301,7 @@ NEUTRAL_ADDITIONS = frozenset({"data.synthetic.synergy_categories", "model.prism
                                "data.synthetic.oracle_modality", "model.prism.id_dropout",
                                "model.prism.lambda_id_align", "model.prism.fusion_warmup_epochs",
                                "model.prism.fusion_floor", "model.prism.lambda_fusion_balance",
-                               "model.item_bias"})
+                               "model.item_bias", "model.item_bias_init"})
 
 #: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.time_limit_minutes", "train.device",

@@ -67,12 +67,15 @@ class SequentialRecommender(nn.Module):
         self.needs_negatives = loss == "bce"
         self.item_bias: nn.Parameter | None = None
 
-    def enable_item_bias(self) -> None:
-        """Add a learned score offset per item (``model.item_bias``), zero at the start: every scoring
-        method below adds ``b_i`` to item i's score."""
+    def enable_item_bias(self, initial: torch.Tensor | None = None) -> None:
+        """Add a learned score offset per item (``model.item_bias``), starting at ``initial`` ((N + 1,);
+        default zero): every scoring method below adds ``b_i`` to item i's score."""
         if not self.supports_item_bias:
             raise ValueError(f"{type(self).__name__} does not take model.item_bias (its scores are not dot products)")
-        self.item_bias = nn.Parameter(torch.zeros(self.num_items + 1))
+        start = torch.zeros(self.num_items + 1) if initial is None else initial.detach().float().clone()
+        if start.shape != (self.num_items + 1,):
+            raise ValueError(f"initial item offsets must have shape ({self.num_items + 1},), got {tuple(start.shape)}")
+        self.item_bias = nn.Parameter(start)
 
     def _plus_bias(self, scores: torch.Tensor, items: torch.Tensor | slice) -> torch.Tensor:
         """``scores`` (..., C) plus the offsets of ``items`` (the C scored items; a slice of rows, or

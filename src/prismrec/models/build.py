@@ -30,7 +30,8 @@ def build_model(cfg: ModelConfig, num_items: int, max_seq_len: int, loss: str = 
                 features: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
                 item_counts: torch.Tensor | None = None) -> SequentialRecommender:
     """``features``: modality name -> (values (N + 1, d) float, present (N + 1,) bool); ``item_counts``:
-    (N + 1,) each item's count in the training sequences (used by ``model.prism.output_popularity_buckets``)."""
+    (N + 1,) each item's count in the training sequences (used by ``model.prism.output_popularity_buckets`` and
+    ``model.item_bias_init=log_count``)."""
     try:
         builder = get_backbone(cfg.backbone)
     except KeyError as exc:
@@ -41,5 +42,12 @@ def build_model(cfg: ModelConfig, num_items: int, max_seq_len: int, loss: str = 
         if not model.supports_item_bias:
             raise ConfigError(f"model.item_bias: the {cfg.backbone} backbone does not take it (its scores are not "
                               f"dot products); leave it false")
-        model.enable_item_bias()
+        initial = None
+        if cfg.item_bias_init == "log_count":
+            if item_counts is None:
+                raise ConfigError("model.item_bias_init=log_count needs the items' training counts (build the model "
+                                  "with prismrec.api.build, which passes them)")
+            initial = torch.log1p(torch.as_tensor(item_counts, dtype=torch.float64))
+            initial[0] = 0.0  # padding
+        model.enable_item_bias(initial)
     return model
