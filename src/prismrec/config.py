@@ -133,7 +133,7 @@ class ModelConfig:
     (their count, not their identity). Both are independent of the amount of left padding."""
     item_bias: bool = False
     """A learned score offset per item, ``score(u, i) = q_u . k_i + b_i`` (not in the paper; off by default).
-    ``b_i`` starts at 0 and is trained with the model; it lets the prediction layer carry how likely an
+    ``b_i`` starts at 0 (or see ``item_bias_init``) and is trained with the model; it lets the prediction layer carry how likely an
     item is regardless of the user (its popularity) apart from the item's embedding, a trained
     counterpart of the ranking-time popularity prior (``prismrec evaluate --popularity-prior``).
     Dot-product backbones (SASRec, InDiRec); STOSA refuses it."""
