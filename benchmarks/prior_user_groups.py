@@ -34,11 +34,6 @@ def history_popularity(run, split: str) -> np.ndarray:
     return ((prior[hist] * real).sum(1) / real.sum(1).clamp(min=1)).numpy()
 
 
-def best_beta(ndcg: dict[float, np.ndarray], users: np.ndarray) -> float:
-    """The beta with the highest mean NDCG@10 over ``users`` (smallest on a tie)."""
-    return max(sorted(ndcg), key=lambda b: (float(ndcg[b][users].mean()), -b))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="the dataset the runs were trained on (default: each run's config)")
@@ -54,28 +49,27 @@ def main() -> None:
 
     from prismrec.api import load_run
     from prismrec.evaluation.compare import per_user_metric
-    from prismrec.evaluation.popularity import DEFAULT_BETAS
+    from prismrec.evaluation.popularity import DEFAULT_BETAS, choose_beta
 
     torch.set_num_threads(args.threads)
     rows, lines = [], ["| run | beta (one) | betas per group (niche → mainstream users) | test NDCG@10 as trained "
                        "| one beta | per-group betas | per-group vs one |", "|---|---|---|---|---|---|---|"]
     for run_dir in args.run:
         run = load_run(run_dir, device="cpu", data_path=args.data)
-        ndcg, feat = {}, {}
-        for split in ("valid", "test"):
-            ranks = run.popularity_ranks(split, DEFAULT_BETAS)
-            ndcg[split] = {b: per_user_metric(r.numpy(), "NDCG@10") for b, r in ranks.items()}
-            feat[split] = history_popularity(run, split)
+        valid = {b: r.numpy() for b, r in run.popularity_ranks("valid", DEFAULT_BETAS).items()}
+        test = {b: per_user_metric(r.numpy(), "NDCG@10") for b, r in run.popularity_ranks("test", DEFAULT_BETAS).items()}
+        feat = {split: history_popularity(run, split) for split in ("valid", "test")}
         edges = np.quantile(feat["valid"], np.linspace(0, 1, args.groups + 1)[1:-1])
         group = {s: np.searchsorted(edges, feat[s]) for s in feat}
-        one = best_beta(ndcg["valid"], np.arange(len(feat["valid"])))
-        per_group = [best_beta(ndcg["valid"], np.flatnonzero(group["valid"] == g)) for g in range(args.groups)]
+        # the library's choice (best mean validation NDCG@10, smallest beta on a tie): for all users, per group
+        one = choose_beta(valid).beta
+        per_group = [choose_beta({b: r[group["valid"] == g] for b, r in valid.items()}).beta for g in range(args.groups)]
         test_grouped = np.zeros(len(feat["test"]))
         for g, b in enumerate(per_group):
             users = group["test"] == g
-            test_grouped[users] = ndcg["test"][b][users]
+            test_grouped[users] = test[b][users]
         row = {"run": str(run_dir), "beta": one, "group_betas": per_group, "group_edges": edges.tolist(),
-               "test_ndcg10": float(ndcg["test"][0.0].mean()), "test_ndcg10_one_beta": float(ndcg["test"][one].mean()),
+               "test_ndcg10": float(test[0.0].mean()), "test_ndcg10_one_beta": float(test[one].mean()),
                "test_ndcg10_group_betas": float(test_grouped.mean())}
         rows.append(row)
         rel = row["test_ndcg10_group_betas"] / row["test_ndcg10_one_beta"] - 1

@@ -39,9 +39,6 @@ def build_model(cfg: ModelConfig, num_items: int, max_seq_len: int, loss: str = 
     item_input = build_item_input(cfg, num_items, features or {}, item_counts)
     model = builder(cfg, item_input, num_items, max_seq_len, loss)
     if cfg.item_bias:
-        if not model.supports_item_bias:
-            raise ConfigError(f"model.item_bias: the {cfg.backbone} backbone does not take it (its scores are not "
-                              f"dot products); leave it false")
         initial = None
         if cfg.item_bias_init == "log_count":
             if item_counts is None:
@@ -49,5 +46,8 @@ def build_model(cfg: ModelConfig, num_items: int, max_seq_len: int, loss: str = 
                                   "with prismrec.api.build, which passes them)")
             initial = torch.log1p(torch.as_tensor(item_counts, dtype=torch.float64))
             initial[0] = 0.0  # padding
-        model.enable_item_bias(initial)
+        try:
+            model.enable_item_bias(initial)
+        except ValueError as exc:  # a backbone whose scores are not dot products (STOSA)
+            raise ConfigError(f"model.item_bias: {exc}; leave it false") from None
     return model
