@@ -158,39 +158,31 @@ def build_clip_features(data: str | Path, *, model: str | ClipEncoder = DEFAULT_
             return np.concatenate([fn(xs[s:s + batch_size]) for s in range(0, len(xs), batch_size)])
         return run
 
+    def encode(modality: str, items: np.ndarray, fn_name: str, inputs: list, kind: str) -> None:
+        params = {"model": spec, "inputs": inputs_hash([str(x) if x else "" for x in inputs]), "kind": kind}
+        if not force and is_current(folder, modality, ds, spec, params):
+            results.append(existing_result(folder, modality))
+            return
+        t0 = time.perf_counter()
+        e = get_encoder()
+        values, present = encode_in_chunks(folder, modality, ds, items, batched(getattr(e, fn_name), inputs),
+                                           encoder=spec, encoder_version=e.version, params=params,
+                                           chunk_size=chunk_size, progress=progress)
+        results.append(FeatureResult(modality, folder / "features" / f"{modality}.npy", values.shape[1],
+                                     int(present.sum()), ds.num_items - int(present.sum()), False,
+                                     time.perf_counter() - t0))
+
     if image_modality:
         paths = find_item_images(ds, folder, image_dir)
         items = np.array([i for i, p in enumerate(paths, start=1) if p is not None], dtype=np.int64)
         if len(items) == 0:
             raise DataError(f"no item of {folder} has a local image (looked in "
                             f"{image_dir if image_dir else 'item_meta.tsv image_url'}); nothing to encode")
-        params = {"model": spec, "inputs": inputs_hash([str(p) if p else "" for p in paths]), "kind": "image"}
-        if not force and is_current(folder, image_modality, ds, spec, params):
-            results.append(existing_result(folder, image_modality))
-        else:
-            t0 = time.perf_counter()
-            e = get_encoder()
-            values, present = encode_in_chunks(folder, image_modality, ds, items, batched(e.encode_images, paths),
-                                               encoder=spec, encoder_version=e.version, params=params,
-                                               chunk_size=chunk_size, progress=progress)
-            results.append(FeatureResult(image_modality, folder / "features" / f"{image_modality}.npy",
-                                         values.shape[1], int(present.sum()), ds.num_items - int(present.sum()),
-                                         False, time.perf_counter() - t0))
+        encode(image_modality, items, "encode_images", paths, "image")
     if text_modality:
         if ds.item_text is None:
             raise DataError(f"{folder} has no item text (no item_meta.tsv); pass --text-modality '' to skip CLIP text")
         texts = [t.strip() for t in ds.item_text]
         items = np.array([i for i, t in enumerate(texts, start=1) if t], dtype=np.int64)
-        params = {"model": spec, "inputs": inputs_hash(texts), "kind": "text"}
-        if not force and is_current(folder, text_modality, ds, spec, params):
-            results.append(existing_result(folder, text_modality))
-        else:
-            t0 = time.perf_counter()
-            e = get_encoder()
-            values, present = encode_in_chunks(folder, text_modality, ds, items, batched(e.encode_texts, texts),
-                                               encoder=spec, encoder_version=e.version, params=params,
-                                               chunk_size=chunk_size, progress=progress)
-            results.append(FeatureResult(text_modality, folder / "features" / f"{text_modality}.npy",
-                                         values.shape[1], int(present.sum()), ds.num_items - int(present.sum()),
-                                         False, time.perf_counter() - t0))
+        encode(text_modality, items, "encode_texts", texts, "text")
     return results
