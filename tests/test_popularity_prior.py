@@ -38,7 +38,8 @@ def test_observed_counts_stop_before_each_splits_targets():
     assert observed_item_counts(seqs, "valid").tolist() == [0, 1, 2, 0, 0, 0]  # 1 2 | 2
     assert observed_item_counts(seqs, "test").tolist() == [0, 1, 2, 1, 0, 1]  # 1 2 3 | 2 5
     assert np.array_equal(train_item_counts(seqs), observed_item_counts(seqs, "valid"))
-    with pytest.raises(ValueError, match="valid' or 'test'"):
+    assert observed_item_counts(seqs, "all").tolist() == [0, 1, 3, 1, 1, 1]  # every interaction (serving)
+    with pytest.raises(ValueError, match="'valid', 'test' or 'all'"):
         observed_item_counts(seqs, "train")
 
 
@@ -174,3 +175,60 @@ def test_cli_default_grid_is_the_librarys():
     from prismrec.cli.run import DEFAULT_BETAS as CLI_BETAS
 
     assert CLI_BETAS == DEFAULT_BETAS
+
+
+def test_recommend_with_the_prior_adds_it_to_every_score(tmp_path, capsys):
+    from prismrec.api import load_run
+    from prismrec.config import ConfigError
+
+    path = tmp_path / "run"
+    assert main(["train", "--quiet", "--output-dir", str(path), *sets(TINY)]) == 0
+    capsys.readouterr()
+    run = load_run(path)
+    seqs = run.dataset.sequences
+    counts = np.bincount(seqs.items, minlength=seqs.num_items + 1)  # every interaction of the dataset
+    n = seqs.num_items
+    history = [3, 5, 7]
+    plain = dict(run.recommend(history, k=n))
+    assert dict(run.recommend(history, k=n, popularity_beta=0)) == plain
+    with_prior = run.recommend(history, k=n, popularity_beta=0.5)
+    assert len(with_prior) == len(plain) == n - len(history)
+    for item, score in with_prior:  # each score is the model's plus 0.5 * log(1 + count)
+        assert score == pytest.approx(plain[item] + 0.5 * math.log1p(counts[item]), abs=1e-4)
+    # a huge beta ranks the items that are not in the history by their count
+    top = [i for i, _ in run.recommend(history, k=5, popularity_beta=1e4)]
+    ranked = [i for i in np.argsort(-counts[1:], kind="stable") + 1 if i not in history]
+    assert counts[top].tolist() == counts[ranked[:5]].tolist()
+    with pytest.raises(ConfigError, match="finite number >= 0"):
+        run.recommend(history, popularity_beta=-1)
+
+    # CLI: a fixed beta, and auto (chosen on validation, as evaluate --popularity-prior auto)
+    assert main(["recommend", "--run", str(path), "--history", "3,5,7", "-k", "4", "--popularity-prior", "0.5",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["popularity_prior"] == {"beta": 0.5, "choice": None}
+    assert [(r["item"], r["score"]) for r in out["items"]] == [(i, round(s, 4)) for i, s in with_prior[:4]]
+    assert [r["prior"] for r in out["items"]] == [round(0.5 * math.log1p(counts[r["item"]]), 4) for r in out["items"]]
+    assert main(["recommend", "--run", str(path), "--history", "3,5,7", "-k", "3", "--popularity-prior", "auto",
+                 "--prior-betas", "0,1,3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    choice = run.choose_popularity_beta((0.0, 1.0, 3.0))
+    assert out["popularity_prior"] == {"beta": choice.beta, "choice": json.loads(json.dumps(choice.to_dict()))}
+    expected = run.recommend(history, k=3, popularity_beta=choice.beta)
+    assert [r["item"] for r in out["items"]] == [i for i, _ in expected]
+    assert main(["recommend", "--run", str(path), "--history", "3,5,7", "--popularity-prior", "auto",
+                 "--prior-betas", "0,1"]) == 0
+    assert capsys.readouterr().out.startswith("popularity prior: beta ")
+    # without the option the JSON stays a plain list of items
+    assert main(["recommend", "--run", str(path), "--history", "3,5,7", "-k", "2", "--json"]) == 0
+    assert [r["item"] for r in json.loads(capsys.readouterr().out)] == [i for i, _ in run.recommend(history, k=2)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prior-betas", "0,1"], "only apply with --popularity-prior"),
+    (["--popularity-prior", "-1"], "expected 'auto' or a number >= 0"),
+    (["--popularity-prior", "1", "--prior-metric", "HR@5"], "only apply with --popularity-prior auto"),
+])
+def test_cli_recommend_prior_options_are_checked_before_loading_the_run(tmp_path, capsys, args, message):
+    assert main(["recommend", "--run", str(tmp_path / "missing"), "--history", "1,2", *args]) != 0
+    assert message in capsys.readouterr().err

@@ -57,10 +57,7 @@ class Run:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= n:
             raise ConfigError(f"top_k (--lists) must be an integer in 1..{n} (the number of items), or 0 for "
                               f"no lists; got {top_k!r}")
-        try:
-            (beta,) = check_betas([popularity_beta])
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"popularity beta (--popularity-prior): {exc}") from None
+        beta = check_beta(popularity_beta)
         score_fn = self.model.full_sort_scores
         if beta:
             score_fn = with_prior(score_fn, self.popularity_prior(split), beta)
@@ -73,7 +70,7 @@ class Run:
     def popularity_prior(self, split: str = "test") -> torch.Tensor:
         """(N + 1,) ``log(1 + c_i)`` for ranking ``split``: ``c_i`` = item i's count among the interactions
         observed before the split's targets (the training sequences; for ``test`` also every user's
-        validation item)."""
+        validation item; for ``all``, what :meth:`recommend` uses, every interaction of the dataset)."""
         return popularity_prior(observed_item_counts(self.dataset.sequences, split))
 
     def choose_popularity_beta(self, betas: tuple[float, ...] = DEFAULT_BETAS, metric: str = "NDCG@10") -> PriorChoice:
@@ -99,9 +96,14 @@ class Run:
                                    exclude_history=self.config.eval.exclude_history, device=self.device)
 
     @torch.no_grad()
-    def recommend(self, history: list[int], k: int = 10, exclude_history: bool = True) -> list[tuple[int, float]]:
-        """Top-``k`` items (id, score) after ``history`` (item ids, oldest first)."""
+    def recommend(self, history: list[int], k: int = 10, exclude_history: bool = True,
+                  popularity_beta: float = 0.0) -> list[tuple[int, float]]:
+        """Top-``k`` items (id, score) after ``history`` (item ids, oldest first). ``popularity_beta`` > 0
+        adds ``beta * log(1 + count)`` to every score (the returned scores include it), the count of the
+        item among all the dataset's interactions (``popularity_prior("all")``; choose ``beta`` on the
+        validation split with :meth:`choose_popularity_beta`)."""
         check_k(k)
+        beta = check_beta(popularity_beta)
         n = self.dataset.num_items
         bad = [i for i in history if not 1 <= i <= n]
         if not history or bad:
@@ -109,11 +111,22 @@ class Run:
         self.model.eval()
         seq = pad_history(history, self.config.data.max_seq_len).to(self.device)
         scores = self.model.full_sort_scores(seq)[0].float()  # (N + 1,)
+        if beta:
+            scores = scores + beta * self.popularity_prior("all").to(scores.device)
         scores[0] = float("-inf")
         if exclude_history:
             scores[torch.tensor(history, device=self.device)] = float("-inf")
         top = torch.topk(scores, min(k, n))
         return [(int(i), float(s)) for s, i in zip(top.values.cpu(), top.indices.cpu()) if s > float("-inf")]
+
+
+def check_beta(beta: float) -> float:
+    """One popularity-prior ``beta`` as a float: a finite number >= 0 (0 = no prior)."""
+    try:
+        (out,) = check_betas([beta])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"popularity beta (--popularity-prior): {exc}") from None
+    return out
 
 
 def check_k(k: int) -> int:

@@ -82,18 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Gini of how often items are listed, and, per group of training count (as compare --by "
                         "target-count), the share of list slots, of targets and of hits; shows whether a model "
                         "recommends rare items as often as they are the next item (default: 0 = off)")
-    p.add_argument("--popularity-prior", metavar="BETA|auto",
-                   help="add BETA * log(1 + c) to every item's score, c = the item's count among the "
-                        "interactions before the split's targets (the training sequences, and for the test split "
-                        "also each user's validation item) (not in the paper; a ranking-time correction for "
-                        "models that under-rank popular items). 'auto' chooses BETA on the validation split from "
-                        "--prior-betas (the test split is not read to choose it) and then evaluates --split with "
-                        "it (default: off, the model as trained)")
-    p.add_argument("--prior-betas", metavar="B,B,...",
-                   help="with --popularity-prior auto: the grid of betas to try, numbers >= 0 (default: "
-                        + ",".join(f"{b:g}" for b in DEFAULT_BETAS) + ")")
-    p.add_argument("--prior-metric", default="NDCG@10", metavar="METRIC",
-                   help="with --popularity-prior auto: the validation metric that chooses BETA (default: NDCG@10)")
+    _add_prior_options(p, "the interactions before the split's targets (the training sequences, and for the test "
+                          "split also each user's validation item)",
+                       "(the test split is not read to choose it) and then evaluates --split with it")
     p.add_argument("--save-ranks", metavar="DIR",
                    help="with --popularity-prior: write DIR/ranks.npz (each user's valid and test rank under the "
                         "prior) and DIR/summary.json (the beta, where it came from, the metrics), so that "
@@ -112,7 +103,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="PATH", help="override the dataset path stored in the run's config (e.g. "
                    "when the run was trained from another directory)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: cpu)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_prior_options(p, "all the dataset's interactions (training, validation and test items)",
+                       "as `evaluate --popularity-prior auto` does (one scoring pass over the validation users) "
+                       "and then recommends with it")
+    p.add_argument("--json", action="store_true", help="print JSON: a list of items, or with --popularity-prior "
+                   "an object with the beta used and the items")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("compare", help="is one run (or group of seeds) better than another? paired tests over users",
@@ -206,6 +201,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_prior_options(p: argparse.ArgumentParser, counted: str, auto: str) -> None:
+    """--popularity-prior, --prior-betas and --prior-metric of ``evaluate`` and ``recommend``: ``counted``
+    says which interactions count, ``auto`` what 'auto' does after choosing BETA on the validation split."""
+    p.add_argument("--popularity-prior", metavar="BETA|auto",
+                   help=f"add BETA * log(1 + c) to every item's score, c = the item's count among {counted} (not "
+                        "in the paper; a ranking-time correction for models that under-rank popular items). "
+                        f"'auto' chooses BETA on the validation split from --prior-betas {auto} "
+                        "(default: off, the model as trained)")
+    p.add_argument("--prior-betas", metavar="B,B,...",
+                   help="with --popularity-prior auto: the grid of betas to try, numbers >= 0 (default: "
+                        + ",".join(f"{b:g}" for b in DEFAULT_BETAS) + ")")
+    p.add_argument("--prior-metric", default="NDCG@10", metavar="METRIC",
+                   help="with --popularity-prior auto: the validation metric that chooses BETA (default: NDCG@10)")
+
+
 def _prior_options(args: argparse.Namespace) -> tuple[str | float | None, tuple[float, ...]]:
     """(--popularity-prior as None, 'auto' or a beta; the grid of --prior-betas), checked before any work."""
     from ..config import ConfigError
@@ -214,7 +224,7 @@ def _prior_options(args: argparse.Namespace) -> tuple[str | float | None, tuple[
 
     prior = args.popularity_prior
     if prior is None:
-        used = [o for o, v in (("--prior-betas", args.prior_betas), ("--save-ranks", args.save_ranks),
+        used = [o for o, v in (("--prior-betas", args.prior_betas), ("--save-ranks", getattr(args, "save_ranks", None)),
                                ("--prior-metric", args.prior_metric != "NDCG@10")) if v]
         if used:
             raise ConfigError(f"{', '.join(used)} only apply with --popularity-prior")
@@ -346,20 +356,33 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     except ValueError:
         raise DataError(f"--history must be comma-separated integer item ids, got {args.history!r}") from None
     check_k(args.k)
+    prior, betas = _prior_options(args)
     run = load_run(args.run, device=args.device or "cpu", data_path=args.data)
-    recs = run.recommend(history, args.k, exclude_history=not args.include_history)
+    choice = run.choose_popularity_beta(betas, args.prior_metric) if prior == "auto" else None
+    beta = choice.beta if choice is not None else (prior or 0.0)
+    recs = run.recommend(history, args.k, exclude_history=not args.include_history, popularity_beta=beta)
     ds = run.dataset
+    log_counts = run.popularity_prior("all") if prior is not None else None
     rows = []
     for rank, (item, score) in enumerate(recs, start=1):
         row = {"rank": rank, "item": item, "score": round(score, 4)}
+        if log_counts is not None:  # the part of the score that the prior added
+            row["prior"] = round(beta * float(log_counts[item]), 4)
         if ds.item_raw_ids:
             row["raw_id"] = ds.item_raw_ids[item - 1]
         if ds.item_text:
             row["text"] = ds.item_text[item - 1]
         rows.append(row)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        out = rows if prior is None else {
+            "popularity_prior": {"beta": beta, "choice": None if choice is None else choice.to_dict()}, "items": rows}
+        print(json.dumps(out, indent=2))
     else:
+        if choice is not None:
+            print(f"popularity prior: beta {beta:g} (best validation {choice.metric} of "
+                  + ", ".join(f"{b:g}" for b in choice.valid) + ")")
+        elif prior is not None:
+            print(f"popularity prior: beta {beta:g}")
         for r in rows:
             print("  ".join(f"{k}={v}" for k, v in r.items()))
     return 0

@@ -115,10 +115,13 @@ def train_item_counts(seqs: Sequences) -> np.ndarray:
 def observed_item_counts(seqs: Sequences, split: str) -> np.ndarray:
     """(N + 1,) int64: how often each item occurs among the interactions observed before ``split``'s
     targets: every user's s[:-2] for ``valid`` (= :func:`train_item_counts`), s[:-1] for ``test`` (the
-    validation items are part of the test inputs). Neither split's own targets are counted."""
-    if split not in ("valid", "test"):
-        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
-    back = 2 if split == "valid" else 1
+    validation items are part of the test inputs). Neither split's own targets are counted. ``all``
+    counts every interaction (what is observed before a next item after the data's end, for serving
+    recommendations)."""
+    backs = {"valid": 2, "test": 1, "all": 0}
+    if split not in backs:
+        raise ValueError(f"split must be 'valid', 'test' or 'all', got {split!r}")
+    back = backs[split]
     start, end = seqs.offsets[:-1], seqs.offsets[1:]
     lengths = end - start
     pos = np.arange(len(seqs.items)) - np.repeat(start, lengths)  # position within its user's sequence
