@@ -687,3 +687,28 @@ def test_fusion_balance_needs_learned_prism_fusion():
         PRISMConfig(enabled=True, lambda_fusion_balance=0.1, fusion="uniform")
     with pytest.raises(Exception, match="lambda_fusion_balance"):
         PRISMConfig(enabled=True, lambda_fusion_balance=-1.0)
+
+
+@pytest.mark.parametrize("lead", [(), (7,), (3, 5)])
+def test_experts_forward_is_each_expert_as_its_own_mlp(lead):
+    from prismrec.prism.experts import InteractionExperts
+
+    torch.manual_seed(0)
+    ex = InteractionExperts(["a", "b", "c"], 6, 5, 4, layers=3, dropout=0.5).eval()
+    x = torch.randn(*lead, 6)
+    out = ex(x)
+    assert out.shape == (*lead, 3, 4)
+    for e in range(3):  # an independent plain MLP per expert (nn.Linear semantics: x @ W + b)
+        h = x
+        for i, (w, b) in enumerate(zip(ex.weights, ex.biases)):
+            h = h @ w[e] + b[e]
+            if i < len(ex.weights) - 1:
+                h = torch.nn.functional.gelu(h)
+        torch.testing.assert_close(out[..., e, :], h, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ex.single(x, e), h, atol=1e-5, rtol=1e-5)
+    # in training the dropout is applied (outputs change) and every expert's weights get a gradient
+    ex.train()
+    y = ex(x)
+    assert not torch.allclose(y, out)
+    y.square().sum().backward()
+    assert all(w.grad is not None and bool((w.grad.flatten(1).abs().sum(1) > 0).all()) for w in ex.weights)
