@@ -41,7 +41,8 @@ class STOSAConfig:
     the fusion runs once per step instead of twice, and only the mean stream's auxiliary losses
     exist). With a plain ID input both settings are the same model. Measured with PRISM on Beauty, 3
     seeds: ``mean`` +3.3% NDCG@10 over vanilla STOSA (paired t p = 0.007) at 2.0x its seconds per
-    epoch, ``both`` +0.7% (p = 0.55) at 2.7x (docs/benchmarks.md §5)."""
+    epoch, ``both`` +0.7% (p = 0.55) at 2.7x; on Sports (seed 1) both are below vanilla, ``mean``
+    -8.7% and ``both`` -9.2% (docs/benchmarks.md §5)."""
 
     def __post_init__(self) -> None:
         _check(self.pvn_weight >= 0, "model.stosa.pvn_weight must be >= 0")
