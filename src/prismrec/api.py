@@ -110,9 +110,10 @@ class Run:
             raise DataError(f"history must be a non-empty list of item ids in 1..{n}; invalid: {bad or 'empty'}")
         self.model.eval()
         seq = pad_history(history, self.config.data.max_seq_len).to(self.device)
-        scores = self.model.full_sort_scores(seq)[0].float()  # (N + 1,)
+        score_fn = self.model.full_sort_scores
         if beta:
-            scores = scores + beta * self.popularity_prior("all").to(scores.device)
+            score_fn = with_prior(score_fn, self.popularity_prior("all"), beta)
+        scores = score_fn(seq)[0].float()  # (N + 1,)
         scores[0] = float("-inf")
         if exclude_history:
             scores[torch.tensor(history, device=self.device)] = float("-inf")
