@@ -258,6 +258,17 @@ def test_unknown_dropped_expert_is_config_error():
         make({"drop_experts": ("unique_audio",)})
 
 
+@pytest.mark.parametrize("method", ["concat", "sum", "mean", "gated"])
+@pytest.mark.parametrize("option", ["model.prism.drop_experts=[synergy]", "model.prism.fusion=uniform",
+                                    "model.prism.loss_on=prediction"])
+def test_prism_only_options_are_refused_for_naive_fusions(method, option):
+    # a naive fusion has no experts, fusion layer or interaction losses: such an option would do nothing
+    from prismrec.config import ConfigError
+    with pytest.raises(ConfigError, match="applies only to model.prism.method=prism"):
+        build_config(overrides=[f"model.prism.method={method}", option])
+    build_config(overrides=["model.prism.method=prism", option])  # fine where it applies
+
+
 def test_output_content_changes_the_item_table_but_not_padding():
     model = make({"output_content": True})
     table = model.item_input.output_embeddings()
@@ -712,3 +723,57 @@ def test_experts_forward_is_each_expert_as_its_own_mlp(lead):
     assert not torch.allclose(y, out)
     y.square().sum().backward()
     assert all(w.grad is not None and bool((w.grad.flatten(1).abs().sum(1) > 0).all()) for w in ex.weights)
+
+
+def test_interaction_losses_leave_out_the_views_of_missing_modalities():
+    from prismrec.prism.losses import interaction_losses
+    g = torch.Generator().manual_seed(3)
+    M, P, E, X = 3, 6, 5, 4
+    experts = ["unique_image", "unique_text", "unique_audio", "synergy", "redundancy"]
+    modalities = ["image", "text", "audio"]
+    weights = dict.fromkeys(experts, 1.0)
+    full, views = torch.randn(P, E, X, generator=g), torch.randn(M, P, E, X, generator=g)
+    plain = interaction_losses(full, views, experts, modalities, weights, 0.5)
+    everything = interaction_losses(full, views, experts, modalities, weights, 0.5,
+                                    present=torch.ones(M, P, dtype=torch.bool))
+    assert all(torch.allclose(plain[k], everything[k]) for k in plain)
+    present = torch.ones(M, P, dtype=torch.bool)
+    present[1, 2] = False  # item 2 has no text
+    losses = interaction_losses(full, views, experts, modalities, weights, 0.5, present)
+    moved = views.clone()
+    moved[1, 2] += 10.0 * torch.randn(E, X, generator=g)  # what that item's text-only view holds
+    again = interaction_losses(full, moved, experts, modalities, weights, 0.5, present)
+    assert all(torch.allclose(losses[k], again[k]) for k in losses)  # enters no loss
+    assert not torch.allclose(plain["L_unique_text"], interaction_losses(
+        full, moved, experts, modalities, weights, 0.5)["L_unique_text"])  # ... as it would without `present`
+    # the other items and views still count: unique_text over the 5 items that have text
+    keep = torch.arange(P) != 2
+    sub = interaction_losses(full[keep], views[:, keep], experts, modalities, weights, 0.5)
+    assert torch.allclose(losses["L_unique_text"], sub["L_unique_text"])
+    # synergy: mean over the kept (view, item) pairs
+    cos = torch.nn.functional.cosine_similarity(full[:, 3].unsqueeze(0), views[:, :, 3], dim=-1)  # (M, P)
+    assert torch.allclose(losses["L_synergy"], cos[present].mean())
+    assert torch.allclose(losses["L_redundancy"], 1 - torch.nn.functional.cosine_similarity(
+        full[:, 4].unsqueeze(0), views[:, :, 4], dim=-1)[present].mean())
+
+
+def test_presence_reaches_the_representation_losses_only_when_a_modality_is_missing():
+    assert make().item_input.fuser.presence(torch.tensor([1, 2])) is None  # nothing missing: plain means
+    feats = features()
+    feats["text"][1][5] = False  # item 5 has an image but no text
+    cfg = ModelConfig(hidden_dim=D, num_layers=1, num_heads=2, dropout=0.0,
+                      prism=PRISMConfig(enabled=True, expert_dropout=0.0, fusion_dropout=0.0))
+    model = build_model(cfg, N, L, "ce", feats)
+    assert model.item_input.fuser.presence(torch.tensor([4, 5])).tolist() == [[True, True], [True, False]]
+    # through the model: item 5's triplets for the text expert all use its text-only view, so none is left
+    model.train()
+    mm = model.item_input
+
+    def unique_text(item: int) -> float:
+        items = torch.tensor([item])
+        with torch.no_grad():
+            modal = mm.modalities(items)  # (1, M, D)
+            return float(mm.fuser.item_losses(items, modal, mm.fuser.expert_outputs(modal), torch.zeros(1, D),
+                                              item_seq=items[None])["L_unique_text"])
+
+    assert unique_text(5) == 0.0 and unique_text(4) > 0.0

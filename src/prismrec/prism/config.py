@@ -30,7 +30,8 @@ class PRISMConfig:
     expert_hidden: int = 128
     """Hidden width of each expert MLP (paper code: 128)."""
     expert_layers: int = 2
-    """Linear layers per expert MLP (2 = Linear, act, dropout, Linear)."""
+    """Linear layers per expert MLP (2 = Linear, act, dropout, Linear). 1 = a single Linear: no hidden
+    layer, so ``expert_hidden``, ``expert_activation`` and ``expert_dropout`` then do nothing."""
     expert_activation: Literal["gelu", "relu", "tanh"] = "gelu"
     """Activation inside the expert MLPs."""
     expert_dropout: float = 0.1
@@ -39,8 +40,9 @@ class PRISMConfig:
     """Not in the paper. Make the synergy expert output only the *non-additive* part of its MLP f:
     f(x) - sum_m f(x_m, mu_-m) + (M - 1) f(mu), where (x_m, mu_-m) keeps modality m and puts every
     other modality at its reference mu (the projection of that modality's mean feature row). Any f
-    that is a sum of per-modality functions gives exactly 0, so the expert can carry only interaction
-    between modalities (for M = 2 the double difference f(x1, x2) - f(x1, mu2) - f(mu1, x2) + f(mu1, mu2)).
+    that is a sum of per-modality functions gives exactly 0 (in evaluation; in training each of the
+    terms draws its own expert-dropout mask, which adds noise around 0), so the expert can carry only
+    interaction between modalities (for M = 2 the double difference f(x1, x2) - f(x1, mu2) - f(mu1, x2) + f(mu1, mu2)).
     Eq. 7's loss alone is also satisfied by a linear mix of both modalities."""
     masking: Literal["random", "zero", "mean"] = "random"
     """How a masked modality is replaced in the unimodal views: ``random`` Gaussian with that modality's
@@ -55,7 +57,9 @@ class PRISMConfig:
     as the default for its cost (``prediction`` ran 6-7x the seconds per epoch on the planted world)
     and because ``prediction`` was not better everywhere it was compared (planted world: +5.0% over
     ``representation`` with synergy mod 8, -0.6% n.s. with mod 4; docs/benchmarks.md §4). Set
-    ``prediction`` for the paper's Eqs. 5-8 as written."""
+    ``prediction`` for the paper's Eqs. 5-8 as written. With ``train.micro_batches`` > 1, the
+    ``prediction`` losses take their in-batch candidates and masking statistics from each micro-batch
+    (``representation``'s are the whole batch's); ``train.micro_batches=1`` makes them the whole batch's."""
     loss_items: int = 0
     """Not in the paper. With ``loss_on=representation``: compute the interaction losses (Eqs. 5-8)
     on a uniform sample of this many of the step's distinct real items, drawn fresh each step,
@@ -234,6 +238,14 @@ class PRISMConfig:
         if self.output_popularity_buckets and not self.output_content:
             raise ConfigError("model.prism.output_popularity_buckets needs model.prism.output_content=true "
                               "(it scales the prediction layer's ID and content parts per popularity bucket)")
+        if self.method != "prism":
+            prism_only = [key for key, on in (("drop_experts", bool(self.drop_experts)),
+                                              ("fusion=uniform", self.fusion != "adaptive"),
+                                              ("loss_on=prediction", self.loss_on != "representation")) if on]
+            if prism_only:
+                raise ConfigError(f"model.prism.{', '.join(prism_only)} applies only to model.prism.method=prism "
+                                  f"(the naive fusion {self.method!r} has no experts, fusion layer or interaction "
+                                  f"losses); remove it or use method=prism")
         for name in self.drop_experts:
             if not (name in ("synergy", "redundancy") or name.startswith("unique_")):
                 raise ConfigError(f"model.prism.drop_experts: unknown expert {name!r}; "

@@ -90,6 +90,9 @@ class PRISMFuser(Fuser):
 
     #: with ``synergy_contrast``: () -> (M, D) reference embeddings, set by the item input at build time
     reference: Callable[[], torch.Tensor] | None = None
+    #: (P,) items -> (M, P) bool which modalities they have, or None when none is missing anywhere;
+    #: set by the item input at build time (the ``representation`` losses leave out missing views)
+    presence: Callable[[torch.Tensor], torch.Tensor | None] | None = None
 
     def expert_outputs(self, modal: torch.Tensor) -> torch.Tensor:
         """(..., M, D) -> (..., E, D): every expert on the concatenated modalities (Eq. 1)."""
@@ -164,15 +167,17 @@ class PRISMFuser(Fuser):
         if self.losses_on:
             real_rows = items != PAD_ID
             real, full_out = modal[real_rows], item_part[real_rows]  # (P, M, D), (P, E, D)
+            real_items = items[real_rows]  # (P,)
             fill = replacement(real, self.cfg.masking)  # statistics over all the step's items
             n = self.cfg.loss_items
             if 0 < n < len(real):  # unbiased estimate of the per-item mean on n of them
                 pick = torch.randperm(len(real), device=real.device)[:n]
-                real, full_out, fill = real[pick], full_out[pick], fill[pick]
+                real, full_out, fill, real_items = real[pick], full_out[pick], fill[pick], real_items[pick]
             views = keep_one_modality(real, fill)  # (M, P, M, D)
             view_out = self.expert_outputs(views)  # (M, P, E, D)
+            present = self.presence(real_items) if self.presence is not None else None  # (M, P) or None
             out = interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
-                                     self.cfg.margin)
+                                     self.cfg.margin, present)
         if self.cfg.lambda_transition > 0:
             first, second = consecutive_pairs(item_seq, items)
             if len(first):

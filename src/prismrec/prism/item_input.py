@@ -333,6 +333,8 @@ def build_multimodal_input(cfg: PRISMConfig, id_input: ItemInput,
     fuser = build_fuser(cfg, modalities.names, hidden_dim)
     if cfg.synergy_contrast:
         fuser.reference = modalities.reference
+    if isinstance(fuser, PRISMFuser):
+        fuser.presence = modalities.presence
     combine = AddCombine() if cfg.combine == "add" else ConcatCombine(hidden_dim)
     norm = ContentNorm(hidden_dim, cfg.content_scale) if cfg.content_norm else None
     query = (QueryFusion(len(fuser.expert_names), hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.temperature,

@@ -30,23 +30,42 @@ def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.T
     return F.relu(margin + cosine_distance(anchor, positive) - cosine_distance(anchor, negative)).mean()
 
 
-def unique_loss(full: torch.Tensor, views: torch.Tensor, m: int, margin: float) -> torch.Tensor:
-    """full (P, D), views (M, P, D) -> () for the unique expert of modality m."""
+def masked_mean(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``x`` over the entries where ``keep`` (same shape; None = all); 0 when none is kept."""
+    if keep is None:
+        return x.mean()
+    keep = keep.to(x.dtype)
+    return (x * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+def unique_loss(full: torch.Tensor, views: torch.Tensor, m: int, margin: float,
+                present: torch.Tensor | None = None) -> torch.Tensor:
+    """full (P, D), views (M, P, D) -> () for the unique expert of modality m. ``present`` (M, P)
+    bool: a triplet whose positive or negative view keeps a missing modality is left out."""
     others = [o for o in range(views.shape[0]) if o != m]
-    return torch.stack([triplet_loss(full, views[m], views[o], margin) for o in others]).mean()
+    if present is None:
+        return torch.stack([triplet_loss(full, views[m], views[o], margin) for o in others]).mean()
+    terms = torch.stack([F.relu(margin + cosine_distance(full, views[m]) - cosine_distance(full, views[o]))
+                         for o in others])  # (M - 1, P)
+    return masked_mean(terms, present[m] & present[others])  # (M - 1, P) kept
 
 
-def synergy_loss(full: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
-    return F.cosine_similarity(full.unsqueeze(0), views, dim=-1, eps=1e-8).mean()
+def synergy_loss(full: torch.Tensor, views: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """mean over views and items of cos(full, view); ``present`` (M, P) leaves out the views of missing modalities."""
+    return masked_mean(F.cosine_similarity(full.unsqueeze(0), views, dim=-1, eps=1e-8), present)
 
 
-def redundancy_loss(full: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
-    return 1.0 - F.cosine_similarity(full.unsqueeze(0), views, dim=-1, eps=1e-8).mean()
+def redundancy_loss(full: torch.Tensor, views: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    return 1.0 - synergy_loss(full, views, present)
 
 
 def interaction_losses(full: torch.Tensor, views: torch.Tensor, experts: list[str], modalities: list[str],
-                       weights: dict[str, float], margin: float) -> dict[str, torch.Tensor]:
-    """Weighted loss per expert (Eq. 9 sums them). full (P, E, X), views (M, P, E, X)."""
+                       weights: dict[str, float], margin: float,
+                       present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Weighted loss per expert (Eq. 9 sums them). full (P, E, X), views (M, P, E, X). ``present``
+    (M, P) bool, whether item p has modality m (None = every item has every modality): the view that
+    keeps a missing modality holds only its learned "missing" embedding, so it enters no loss (the
+    paper leaves missing modalities open; PAPER.md §6)."""
     out: dict[str, torch.Tensor] = {}
     for e, name in enumerate(experts):
         lam = weights.get(name, 0.0)
@@ -54,11 +73,11 @@ def interaction_losses(full: torch.Tensor, views: torch.Tensor, experts: list[st
             continue
         f, v = full[:, e], views[:, :, e]  # (P, X), (M, P, X)
         if name.startswith("unique_"):
-            loss = unique_loss(f, v, modalities.index(name[len("unique_"):]), margin)
+            loss = unique_loss(f, v, modalities.index(name[len("unique_"):]), margin, present)
         elif name == "synergy":
-            loss = synergy_loss(f, v)
+            loss = synergy_loss(f, v, present)
         else:
-            loss = redundancy_loss(f, v)
+            loss = redundancy_loss(f, v, present)
         out[f"L_{name}"] = lam * loss
     return out
 

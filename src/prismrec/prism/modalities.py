@@ -4,7 +4,9 @@ Features arrive as tensors (row ``i`` = item ``i``, row 0 = padding) and are kep
 non-persistent buffers: they come from the dataset, not from the checkpoint. Each modality
 gets its own linear projection to the hidden size (paper's code: one Linear per modality).
 An item whose modality is missing gets a learned "missing" embedding for that modality,
-never its (zero) feature row and never random noise.
+never its (zero) feature row and never random noise. The ``representation`` interaction losses
+leave out the masked views that keep a missing modality (they would compare an expert's output
+with what that placeholder alone gives); ``loss_on=prediction``'s views are per position and keep them.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ class ModalityEncoder(nn.Module):
             self.register_buffer(f"present_{i}", present.bool().clone(), persistent=False)
             self.projections.append(nn.Linear(values.shape[1], hidden_dim))
         self.missing = nn.Parameter(torch.randn(len(self.names), hidden_dim) * 0.02)  # (M, D)
+        #: whether some real item lacks some modality (fixed by the data)
+        self.any_missing = any(not bool(present.bool()[1:].all()) for _, present in features.values())
 
     @property
     def num_modalities(self) -> int:
@@ -54,6 +58,13 @@ class ModalityEncoder(nn.Module):
         """(M, D): each modality's projection of its mean feature row over present items (the
         reference point of ``synergy_contrast``; 0 before projection for standardised features)."""
         return torch.stack([proj(getattr(self, f"mean_{i}")) for i, proj in enumerate(self.projections)])  # (M, D)
+
+    def presence(self, items: torch.Tensor) -> torch.Tensor | None:
+        """(P,) item ids -> (M, P) bool, whether each item has each modality; None when every real
+        item has every modality (the common case, which then needs no masking)."""
+        if not self.any_missing:
+            return None
+        return torch.stack([getattr(self, f"present_{i}")[items] for i in range(len(self.names))])  # (M, P)
 
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         """(B, L) item ids -> (B, L, M, D) projected modality embeddings."""
