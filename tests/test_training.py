@@ -320,3 +320,17 @@ def test_evaluation_computes_the_content_item_table_once(extra):
         a = run.model.item_input.output_keys()
         b = run.model.item_input.output_keys()
     assert a is not b and a.requires_grad  # training: computed every time, in the graph
+
+
+def test_training_with_sequence_fusion_scope_warns_of_the_future_leak(tmp_path):
+    leak = "fusion_scope=sequence pools the fusion weights"
+    cfg = build_config(overrides=TINY + ["train.epochs=1", "model.prism.enabled=true",
+                                         "model.prism.fusion_scope=sequence"])
+    with pytest.warns(UserWarning, match=leak):
+        train(cfg, tmp_path / "seq", progress=False)
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:  # the causal default trains without it
+        warnings.simplefilter("always")
+        train(build_config(overrides=TINY + ["train.epochs=1", "model.prism.enabled=true"]), tmp_path / "causal",
+              progress=False)
+    assert not any(leak in str(w.message) for w in caught)

@@ -250,6 +250,13 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     """
     if output_dir:
         check_output_dir(output_dir, "output directory")
+    prism = cfg.model.prism
+    if prism.enabled and prism.fusion_scope == "sequence" and (
+            (prism.method == "prism" and prism.fusion == "adaptive") or prism.content_gate):
+        warnings.warn("model.prism.fusion_scope=sequence pools the fusion weights over the whole history, so in "
+                      "all-position training an earlier position's input depends on the later items it is "
+                      "trained to predict (a future leak); fusion_scope=causal (the default) does not",
+                      stacklevel=2)
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     run = build(cfg, dataset)

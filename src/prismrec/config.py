@@ -125,7 +125,8 @@ class ModelConfig:
     next to the positions and learn several times slower, and CE converges 3-4x slower to the same
     quality (Beauty, 3 seeds each: 0.0501 none vs 0.0495 sqrt_dim, length-bucketed; the best CE results,
     with random batches, use sqrt_dim). ``auto`` = the former default: ``sqrt_dim`` for ``bce``,
-    ``none`` for ``ce``."""
+    ``none`` for ``ce``. SASRec and InDiRec only: STOSA adds its mean and covariance inputs to the
+    positions unscaled, as STOSA's code does."""
     positions: Literal["from_start", "from_end"] = "from_start"
     """Which index each item's learned positional embedding gets. ``from_start``: 0 for the oldest
     item of the window, so position t depends only on items <= t. ``from_end``: 0 for the most recent

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..backbone_config import InDiRecConfig
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from ..data.sequences import PAD_ID
 from ..data.split import trim_left_padding
 from .base import LossOutput, TrainBatch
@@ -199,4 +199,9 @@ class InDiRec(SASRec):
 
 @register_backbone("indirec")
 def build_indirec(cfg: ModelConfig, item_input: ItemInput, num_items: int, max_seq_len: int, loss: str) -> InDiRec:
+    if cfg.positions != "from_start":
+        # position t would see how many items follow it, so its state would not be the prefix's
+        raise ConfigError("model.backbone=indirec needs model.positions=from_start: its prefix augmentation "
+                          "is all-position training, exact only when position t's state is the prefix "
+                          "ending at t's")
     return InDiRec(cfg, item_input, num_items, max_seq_len, loss, cfg.indirec)

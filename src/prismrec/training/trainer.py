@@ -148,6 +148,8 @@ class Trainer:
         its targets) weighs (its targets / the batch's targets) and its other terms (its users / the
         batch's users). With several parts, the model's item-level work (PRISM's experts) and item-level
         auxiliary losses run once for the batch, around the parts (``begin_batch``/``finish_batch``).
+        (Losses that a part computes against its own items, PRISM's ``loss_on=prediction`` with its
+        in-batch candidates, are each part's rather than the whole batch's.)
         Returns the batch's loss and its reported parts."""
         parts_users = ([users] if self.cfg.micro_batches == 1 else
                        users[torch.argsort(self.targets_per_user[users], stable=True)]
