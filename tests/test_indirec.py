@@ -70,6 +70,22 @@ def test_guidance_formula_and_null_replacement():
     assert 0.09 < dropped < 0.11
 
 
+def test_sampling_starts_from_pure_noise_or_from_a_given_x_T():
+    diff = GuidedDiffusion(3, steps=10)
+    inputs = []
+
+    def record(x_t, s, t):
+        inputs.append(x_t.clone())
+        return s
+
+    diff.denoiser.forward = record
+    x_T, s = torch.randn(5, 3), torch.randn(5, 3)
+    diff.sample(s, 3, weight=0.0, x_T=x_T)
+    assert len(inputs) == 3 and torch.equal(inputs[0], x_T)
+    diff.sample(s, 3, weight=0.0)
+    assert len(inputs) == 6 and not torch.equal(inputs[3], x_T)
+
+
 def test_guided_diffusion_learns_a_conditional_distribution():
     """Two intents with different targets: guided sampling must land near the right one."""
     torch.manual_seed(0)

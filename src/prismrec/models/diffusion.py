@@ -91,9 +91,11 @@ class GuidedDiffusion(nn.Module):
         return list(dict.fromkeys(ts.tolist()))  # distinct, descending
 
     @torch.no_grad()
-    def sample(self, guidance: torch.Tensor, sample_steps: int, weight: float) -> torch.Tensor:
-        """Generate x̂0 from pure noise, guided by ``guidance`` (P, D). Not differentiable. -> (P, D)"""
-        x = torch.randn_like(guidance)  # (P, D) x_T
+    def sample(self, guidance: torch.Tensor, sample_steps: int, weight: float,
+               x_T: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate x̂0 from pure noise (or from ``x_T``, (P, D): a diagnostic start such as a draw of
+        q(x_T | x_0)), guided by ``guidance`` (P, D). Not differentiable. -> (P, D)"""
+        x = torch.randn_like(guidance) if x_T is None else x_T  # (P, D) x_T
         ts = self.timesteps(sample_steps)
         ab = self.alphas_cumprod
         x0 = x
