@@ -220,6 +220,29 @@ def test_unimodal_views_keep_one_modality():
     assert abs(r.std().item() - 5.0) < 0.3 and abs(r.mean().item() - 2.0) < 0.3
 
 
+def test_masking_statistics_per_modality_leave_out_the_rows_that_lack_it():
+    from prismrec.prism.masking import replacement
+    torch.manual_seed(0)
+    modal = torch.randn(3000, 2, 3) * 2.0 + 1.0
+    rows = torch.ones(3000, 2, dtype=torch.bool)
+    modal[:1000, 1] = 50.0  # a placeholder for 1000 items without modality 1
+    rows[:1000, 1] = False
+    mean = replacement(modal, "mean", rows)
+    assert torch.allclose(mean[0, 0], modal[:, 0].mean(0), atol=1e-5)
+    assert torch.allclose(mean[0, 1], modal[1000:, 1].mean(0), atol=1e-5)
+    r = replacement(modal, "random", rows)[:, 1]
+    assert abs(r.std().item() - 2.0) < 0.2 and abs(r.mean().item() - 1.0) < 0.2
+    # all rows kept per modality = the plain statistics; one row = std 1, none = mean 0
+    everyone = torch.ones(3000, 2, dtype=torch.bool)
+    assert torch.allclose(replacement(modal, "mean", everyone), replacement(modal, "mean"), atol=1e-4)
+    one = torch.zeros(3000, 2, dtype=torch.bool)
+    one[5, 0] = True
+    torch.manual_seed(1)
+    r = replacement(modal, "random", one)
+    assert torch.allclose(r[:, 0].std(0), torch.ones(3), atol=0.1)
+    assert torch.allclose(replacement(modal, "mean", one)[0, 1], torch.zeros(3))
+
+
 def test_interaction_losses_by_hand():
     a = torch.tensor([[1.0, 0.0]])
     same, orth, opp = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[-1.0, 0.0]])

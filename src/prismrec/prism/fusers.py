@@ -167,15 +167,16 @@ class PRISMFuser(Fuser):
         if self.losses_on:
             real_rows = items != PAD_ID
             real, full_out = modal[real_rows], item_part[real_rows]  # (P, M, D), (P, E, D)
-            real_items = items[real_rows]  # (P,)
-            fill = replacement(real, self.cfg.masking)  # statistics over all the step's items
+            present = self.presence(items[real_rows]) if self.presence is not None else None  # (M, P) or None
+            # statistics over all the step's items (that have the modality, where some lack it)
+            fill = replacement(real, self.cfg.masking, None if present is None else present.T)
             n = self.cfg.loss_items
             if 0 < n < len(real):  # unbiased estimate of the per-item mean on n of them
                 pick = torch.randperm(len(real), device=real.device)[:n]
-                real, full_out, fill, real_items = real[pick], full_out[pick], fill[pick], real_items[pick]
+                real, full_out, fill = real[pick], full_out[pick], fill[pick]
+                present = None if present is None else present[:, pick]
             views = keep_one_modality(real, fill)  # (M, P, M, D)
             view_out = self.expert_outputs(views)  # (M, P, E, D)
-            present = self.presence(real_items) if self.presence is not None else None  # (M, P) or None
             out = interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
                                      self.cfg.margin, present)
         if self.cfg.lambda_transition > 0:

@@ -11,18 +11,35 @@ import torch
 
 
 def replacement(modal: torch.Tensor, strategy: str, real: torch.Tensor | None = None) -> torch.Tensor:
-    """Replacement values for every modality. (P, M, D) -> (P, M, D). ``real`` (P,) bool: the rows
-    the statistics are taken over (e.g. not padding); None = all rows."""
+    """Replacement values for every modality. (P, M, D) -> (P, M, D). ``real``: the rows the statistics
+    are taken over, (P,) bool for every modality alike (e.g. not padding), or (P, M) bool per modality
+    (e.g. the items that have it: a missing modality's placeholder embedding is no sample of it);
+    None = all rows."""
     if strategy == "zero":
         return torch.zeros_like(modal)
-    stats = modal.detach() if real is None else modal.detach()[real]
-    mean = stats.mean(dim=0, keepdim=True)  # (1, M, D)
+    if strategy not in ("mean", "random"):
+        raise ValueError(f"unknown masking strategy {strategy!r}")
+    if real is not None and real.dim() == 2:
+        mean, std = _masked_stats(modal.detach(), real)
+    else:
+        stats = modal.detach() if real is None else modal.detach()[real]
+        mean = stats.mean(dim=0, keepdim=True)  # (1, M, D)
+        std = (stats.std(dim=0, unbiased=False, keepdim=True) if stats.shape[0] > 1 and strategy == "random"
+               else torch.ones_like(mean))
     if strategy == "mean":
         return mean.expand_as(modal)
-    if strategy == "random":
-        std = stats.std(dim=0, unbiased=False, keepdim=True) if stats.shape[0] > 1 else torch.ones_like(mean)
-        return mean + std * torch.randn_like(modal)
-    raise ValueError(f"unknown masking strategy {strategy!r}")
+    return mean + std * torch.randn_like(modal)
+
+
+def _masked_stats(modal: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-modality mean and (biased) std over the rows where ``rows`` (P, M) is True; std 1 for a
+    modality with fewer than 2 such rows, mean 0 for one with none. -> (1, M, D) each"""
+    w = rows.to(modal.dtype).unsqueeze(-1)  # (P, M, 1)
+    n = w.sum(dim=0, keepdim=True)  # (1, M, 1)
+    mean = (modal * w).sum(dim=0, keepdim=True) / n.clamp_min(1.0)
+    var = (((modal - mean) ** 2) * w).sum(dim=0, keepdim=True) / n.clamp_min(1.0)
+    std = torch.where(n > 1, var.sqrt(), torch.ones_like(var))
+    return mean, std
 
 
 def keep_one_modality(modal: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
