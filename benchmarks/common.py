@@ -37,10 +37,18 @@ def machine() -> dict:
 def git_commit() -> str:
     """The commit of the library code the numbers come from (HEAD's short hash, ``+dirty`` when the
     package's files differ from it): the same value a run's ``summary.json`` records as
-    ``source_revision``."""
-    from prismrec.training.checkpoint import source_revision
+    ``source_revision``. Read once, at the first call (scripts call it when they start, through this
+    module's import), so that a commit made while a long benchmark runs is not recorded as its code."""
+    global _COMMIT
+    if _COMMIT is None:
+        from prismrec.training.checkpoint import source_revision
 
-    return source_revision() or "unknown"
+        _COMMIT = source_revision() or "unknown"
+    return _COMMIT
+
+
+_COMMIT: str | None = None
+git_commit()  # at import: the code the importing script is about to load
 
 
 def build_trainer(data: str, loss: str, overrides: list[str], device: str = "cpu"):

@@ -259,6 +259,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
                       stacklevel=2)
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
+    revision = source_revision()  # the code this process loaded, before any commit made while it trains
     run = build(cfg, dataset)
     run_dir = Path(output_dir) if output_dir else default_run_dir(cfg, run.dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +298,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         "machine": platform.machine(),
         "item_map_fingerprint": run.dataset.item_map_fingerprint(),
         "prismrec_version": __version__,
-        "source_revision": source_revision(),  # git commit of the code (None outside a checkout)
+        "source_revision": revision,  # git commit of the code at the start (None outside a checkout)
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     write_json(summary, run_dir / "summary.json")
