@@ -124,6 +124,7 @@ def test_pooled_context_never_includes_padding():
     {"loss_items": 4}, {"loss_items": 4, "masking": "random", "lambda_transition": 0.1},
     {"id_dropout": 0.5}, {"method": "concat", "id_dropout": 0.5}, {"id_dropout": 0.5, "synergy_contrast": True},
     {"lambda_id_align": 0.1}, {"lambda_id_align": 0.1, "synergy_contrast": True, "lambda_synergy": 0.0},
+    {"loss_on": "prediction", "loss_user_fraction": 0.5},
 ])
 def test_every_variant_builds_and_trains_a_step(prism):
     model = make(prism)
@@ -800,3 +801,67 @@ def test_presence_reaches_the_representation_losses_only_when_a_modality_is_miss
                                               item_seq=items[None])["L_unique_text"])
 
     assert unique_text(5) == 0.0 and unique_text(4) > 0.0
+
+
+def _no_padding_batch(B=4, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.randint(1, N + 1, (B, L), generator=g)
+    targets = torch.roll(seq, -1, 1)
+    targets[:, -1] = 3
+    return TrainBatch(seq, targets, torch.randint(1, N + 1, seq.shape, generator=g))
+
+
+def test_prediction_losses_on_a_user_sample_average_to_the_whole_batch(monkeypatch):
+    """loss_user_fraction: the masked views of n of the B users go through the encoder, scored against
+    every user's targets; over all n-subsets (equal positions per user, no random masking) the losses
+    average to the whole batch's exactly."""
+    from itertools import combinations
+    b = _no_padding_batch()
+    common = {"loss_on": "prediction", "masking": "zero"}
+    with torch.no_grad():
+        whole = {k: v for k, v in make(common).train().training_loss(b).parts.items() if k.startswith("L_")}
+        model = make(common | {"loss_user_fraction": 0.5}).train()
+        seen_rows, seen_cand = [], []
+        encode, score = model.encode_inputs, model.candidate_scores
+        model.encode_inputs = lambda x, seq, *a: (seen_rows.append(x.shape[0]), encode(x, seq, *a))[1]
+        model.candidate_scores = lambda h, items: (seen_cand.append(items), score(h, items))[1]
+        subsets = list(combinations(range(4), 2))
+        sums = dict.fromkeys(whole, 0.0)
+        for rows in subsets:
+            perm = torch.tensor(list(rows) + [r for r in range(4) if r not in rows])
+            monkeypatch.setattr(torch, "randperm", lambda n, device=None, perm=perm: perm)
+            parts = model.training_loss(b).parts
+            for k in whole:
+                sums[k] += parts[k] / len(subsets)
+    for k in whole:
+        torch.testing.assert_close(sums[k], whole[k], rtol=1e-5, atol=1e-6)
+    E, V = 4, 3
+    assert seen_rows[:2] == [4, E * V * 2]  # the training forward on all 4 users, the views on 2
+    expected = torch.unique(b.targets[b.targets != 0])
+    assert all(torch.equal(c, expected) for c in seen_cand)  # candidates: every user's targets
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "stosa"])
+def test_aux_context_subset_encodes_the_rows_as_the_whole_batch_does(backbone):
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone=backbone, hidden_dim=D, num_layers=1, num_heads=2, dropout=0.0,
+                      prism=PRISMConfig(enabled=True, expert_dropout=0.0, fusion_dropout=0.0, loss_on="prediction"))
+    model = build_model(cfg, N, L, "ce", features()).eval()
+    contexts = []
+    inputs = [model.item_input] + ([model.cov_input] if backbone == "stosa" else [])
+    for item_input in inputs:
+        original = item_input.auxiliary_losses
+        item_input.auxiliary_losses = lambda ctx, original=original: (contexts.append(ctx), original(ctx))[1]
+    with torch.no_grad():
+        model.training_loss(batch())
+        assert len(contexts) == len(inputs)  # STOSA: one context per stream
+        rows = torch.tensor([3, 1])
+        for ctx in contexts:
+            x = torch.randn(2 * 4, L, D)  # two copies of the batch's rows
+            full = ctx.encode(x).reshape(2, 4, L, -1)[:, rows]
+            sub = ctx.subset(rows)
+            part = sub.encode(x.reshape(2, 4, L, D)[:, rows].reshape(4, L, D)).reshape(2, 2, L, -1)
+            torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-6)
+            assert torch.equal(sub.item_seq, ctx.item_seq[rows]) and torch.equal(sub.targets, ctx.targets[rows])
+            nested = sub.subset(torch.tensor([1]))  # row 1 of the subset = row 1 of the batch
+            torch.testing.assert_close(nested.encode(x[1:2]), ctx.encode(x[:4])[1:2], rtol=1e-5, atol=1e-6)

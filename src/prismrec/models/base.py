@@ -172,9 +172,9 @@ class SequentialRecommender(nn.Module):
         return closing_loss(*self.item_input.finish_batch())
 
     def _aux_context(self, batch: TrainBatch, padding_mask: torch.Tensor) -> AuxContext:
-        def encode(inputs: torch.Tensor) -> torch.Tensor:
-            reps = inputs.shape[0] // batch.item_seq.shape[0]
-            return self.encode_inputs(inputs, batch.item_seq.repeat(reps, 1))
+        def encode(inputs: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+            seq = batch.item_seq if rows is None else batch.item_seq[rows]
+            return self.encode_inputs(inputs, seq.repeat(inputs.shape[0] // seq.shape[0], 1))
 
         return AuxContext(item_seq=batch.item_seq, padding_mask=padding_mask, targets=batch.targets, encode=encode,
                           predict_items=self.candidate_scores)

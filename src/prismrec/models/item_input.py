@@ -24,9 +24,10 @@ class AuxContext:
     item_seq: torch.Tensor  # (B, L)
     padding_mask: torch.Tensor  # (B, L) True at real items
     targets: torch.Tensor  # (B, L) the next item at each position (PAD_ID where there is none)
-    encode: Callable[[torch.Tensor], torch.Tensor]
-    """Runs the backbone's sequence encoder on given input embeddings: (B', L, D) -> (B', L, D)
-    (``item_seq``/``padding_mask`` are repeated to ``B'`` when ``B'`` is a multiple of ``B``)."""
+    encode: Callable[..., torch.Tensor]
+    """``encode(inputs, rows=None)`` runs the backbone's sequence encoder on given input embeddings of
+    the batch's rows ``rows`` ((b,) indices; None = all B rows): (k*b, L, D) -> (k*b, L, D), the rows'
+    ``item_seq`` (and any other per-row state of the backbone) repeated k times."""
     predict_items: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     """The backbone's prediction layer on candidate items: hidden (..., H), items (C,) -> scores (..., C)."""
 
@@ -34,6 +35,16 @@ class AuxContext:
     def target_mask(self) -> torch.Tensor:
         """(B, L) True where a training target exists."""
         return self.targets != PAD_ID
+
+    def subset(self, rows: torch.Tensor) -> "AuxContext":
+        """The same context restricted to the batch rows ``rows`` (b,)."""
+        parent = self.encode
+
+        def encode(inputs: torch.Tensor, sub: torch.Tensor | None = None) -> torch.Tensor:
+            return parent(inputs, rows if sub is None else rows[sub])
+
+        return AuxContext(item_seq=self.item_seq[rows], padding_mask=self.padding_mask[rows],
+                          targets=self.targets[rows], encode=encode, predict_items=self.predict_items)
 
 
 class ItemInput(nn.Module):

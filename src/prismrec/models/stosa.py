@@ -186,15 +186,24 @@ class STOSA(SequentialRecommender):
             return AuxContext(item_seq=seq, padding_mask=padding_mask, targets=batch.targets,
                               encode=encode, predict_items=self.aux_candidate_scores)
 
-        def reps(x: torch.Tensor) -> int:
-            return x.shape[0] // seq.shape[0]
+        def held(x: torch.Tensor, rows: torch.Tensor | None, *tensors: torch.Tensor) -> list[torch.Tensor]:
+            """The rows' per-row tensors, repeated to x's batch (k copies of the rows)."""
+            picked = [t if rows is None else t[rows] for t in tensors]
+            k = x.shape[0] // picked[0].shape[0]
+            return [t.repeat(k, *([1] * (t.dim() - 1))) for t in picked]
 
-        mean_aux = self.item_input.auxiliary_losses(context(
-            lambda x: self.encode_inputs(x, seq.repeat(reps(x), 1), cov_in.repeat(reps(x), 1, 1))))
+        def encode_mean(x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+            s, c = held(x, rows, seq, cov_in)
+            return self.encode_inputs(x, s, c)
+
+        def encode_cov(x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+            s, m = held(x, rows, seq, mean_in)
+            return self.encode_inputs(m, s, x)
+
+        mean_aux = self.item_input.auxiliary_losses(context(encode_mean))
         if self.stosa.aux_streams == "mean" or self.stosa.content_streams == "mean" or not mean_aux:
             return mean_aux
-        cov_aux = self.cov_input.auxiliary_losses(context(
-            lambda x: self.encode_inputs(mean_in.repeat(reps(x), 1, 1), seq.repeat(reps(x), 1), x)))
+        cov_aux = self.cov_input.auxiliary_losses(context(encode_cov))
         return {k: 0.5 * (mean_aux[k] + cov_aux[k]) for k in mean_aux}
 
 

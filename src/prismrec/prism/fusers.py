@@ -153,7 +153,13 @@ class PRISMFuser(Fuser):
             return self.item_losses(*batch_items, item_seq=ctx.item_seq)
         if not self.losses_on:
             return {}
-        full_out, view_out = self._prediction_outputs(encode_items(ctx.item_seq), ctx, id_emb, combine)
+        cand = torch.unique(ctx.targets[ctx.target_mask])  # candidate items: the batch's targets (C,)
+        B = ctx.item_seq.shape[0]
+        n = max(1, round(self.cfg.loss_user_fraction * B))
+        if n < B:  # an estimate of the same per-position means on n of the batch's users
+            rows = torch.randperm(B, device=ctx.item_seq.device)[:n]
+            ctx, id_emb = ctx.subset(rows), id_emb[rows]
+        full_out, view_out = self._prediction_outputs(encode_items(ctx.item_seq), ctx, id_emb, combine, cand)
         return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
                                   self.cfg.margin)
 
@@ -190,12 +196,12 @@ class PRISMFuser(Fuser):
                 item_part[real], id_items[real].detach(), self.cfg.transition_temperature)
         return out
 
-    def _prediction_outputs(self, modal, ctx, id_emb, combine):
+    def _prediction_outputs(self, modal, ctx, id_emb, combine, cand):
         """Eqs. 2-4: y = Pred(SeqEnc(e_id, E_j(view))) for every expert j and view, in ONE encoder call.
 
-        Predictions are scored against the batch's target items (in-batch candidates), which keeps
-        the comparison on the prediction layer without materialising scores over all items. The
-        masking statistics come from the real positions only (never from padding).
+        Predictions are scored against the candidate items ``cand`` (C,), the batch's targets (in-batch
+        candidates), which keeps the comparison on the prediction layer without materialising scores
+        over all items. The masking statistics come from the real positions only (never from padding).
         """
         B, L, M, D = modal.shape
         views = unimodal_views(modal.reshape(B * L, M, D), self.cfg.masking,
@@ -207,7 +213,6 @@ class PRISMFuser(Fuser):
         inputs = combine(id_emb.expand(E, V, B, L, D), per_expert).reshape(E * V * B, L, D)
         hidden = ctx.encode(inputs).reshape(E, V, B, L, -1)  # (E, V, B, L, H)
         h = hidden[:, :, ctx.target_mask]  # (E, V, P, H)
-        cand = torch.unique(ctx.targets[ctx.target_mask])  # candidate items: the batch's targets (C,)
         scores = ctx.predict_items(h, cand)  # (E, V, P, C)
         scores = scores.permute(1, 2, 0, 3)  # (V, P, E, C)
         return scores[0], scores[1:]
