@@ -66,7 +66,8 @@ class PRISMConfig:
     for this fraction of each (micro-)batch's users, drawn fresh each step, instead of all of them; the
     candidates stay the targets of every user of the (micro-)batch. The losses are means over positions,
     so the sample estimates the same objective for about this fraction of the 12 extra encoder passes
-    (4 experts x 3 views for M = 2) that make ``prediction`` cost 5.8x SASRec under CE on Beauty."""
+    (4 experts x 3 views for M = 2): on Beauty, 0.25 brings ``prediction`` from 5.8x to 2.1x SASRec's
+    CPU time per epoch under CE and from 16.6x to 5.8x under BCE (docs/benchmarks.md §3 session 26)."""
     loss_items: int = 0
     """Not in the paper. With ``loss_on=representation``: compute the interaction losses (Eqs. 5-8)
     on a uniform sample of this many of the step's distinct real items, drawn fresh each step,
