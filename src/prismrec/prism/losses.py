@@ -25,9 +25,14 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1.0 - F.cosine_similarity(a, b, dim=-1, eps=1e-8)
 
 
+def triplet_terms(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
+    """max(0, m + d(a, p) - d(a, n)) with cosine distance, per row. (P, D) each -> (P,)"""
+    return F.relu(margin + cosine_distance(anchor, positive) - cosine_distance(anchor, negative))
+
+
 def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
-    """max(0, m + d(a, p) - d(a, n)) with cosine distance, averaged. (P, D) each -> ()"""
-    return F.relu(margin + cosine_distance(anchor, positive) - cosine_distance(anchor, negative)).mean()
+    """:func:`triplet_terms` averaged. (P, D) each -> ()"""
+    return triplet_terms(anchor, positive, negative, margin).mean()
 
 
 def masked_mean(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -45,8 +50,7 @@ def unique_loss(full: torch.Tensor, views: torch.Tensor, m: int, margin: float,
     others = [o for o in range(views.shape[0]) if o != m]
     if present is None:
         return torch.stack([triplet_loss(full, views[m], views[o], margin) for o in others]).mean()
-    terms = torch.stack([F.relu(margin + cosine_distance(full, views[m]) - cosine_distance(full, views[o]))
-                         for o in others])  # (M - 1, P)
+    terms = torch.stack([triplet_terms(full, views[m], views[o], margin) for o in others])  # (M - 1, P)
     return masked_mean(terms, present[m] & present[others])  # (M - 1, P) kept
 
 
