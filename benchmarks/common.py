@@ -74,11 +74,10 @@ def train_step(trainer, users) -> None:
 
 
 def write_result(name: str, payload: dict, out_dir: Path | None = None) -> Path:
-    out_dir = out_dir or RESULTS
-    out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "command": " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv),
                "git_commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                **payload}
-    path = out_dir / f"{name}.json"
+    path = (out_dir or RESULTS) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)  # a name may hold a folder, e.g. tmp/<name>
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

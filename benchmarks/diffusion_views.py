@@ -24,7 +24,6 @@ schedule's alpha-bar at the last step. Writes benchmarks/results/<name>.json (or
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, git_commit, machine  # noqa: E402
+from common import RESULTS, write_result  # noqa: E402
 
 
 def view_stats(views: torch.Tensor, x0: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
@@ -113,11 +112,9 @@ def main(argv: list[str] | None = None) -> None:
             views = diff.sample(guidance, ind.sample_steps, ind.guidance_weight, x_T=start)
             results[name] = view_stats(views, x0, items, targets - 1, reps, args.cl_group)
         results["prefix representation itself"] = view_stats(reps, x0, items, targets - 1, reps, args.cl_group)
-    out = {"script": "benchmarks/diffusion_views.py", "command": " ".join(sys.argv), "run": str(run_dir),
-           "weights": args.weights, "prefixes": len(pick), "diffusion_steps": T, "sample_steps": ind.sample_steps,
-           "guidance_weight": ind.guidance_weight, "beta_start": ind.beta_start, "beta_end": ind.beta_end,
-           "alpha_bar_T": ab_T, "intents": int(len(state.counts)), "results": results,
-           "git_commit": git_commit(), "machine": machine()}
+    out = {"run": str(run_dir), "weights": args.weights, "prefixes": len(pick), "diffusion_steps": T,
+           "sample_steps": ind.sample_steps, "guidance_weight": ind.guidance_weight, "beta_start": ind.beta_start,
+           "beta_end": ind.beta_end, "alpha_bar_T": ab_T, "intents": int(len(state.counts)), "results": results}
     print(f"alpha-bar_T = {ab_T:.3f} (T = {T}, beta {ind.beta_start:g} -> {ind.beta_end:g}); "
           f"{len(pick)} prefixes, {len(state.counts)} intents")
     print("| view | cos to target x0 | HR@10 of target | MRR | CL retrieval acc. | mean norm |")
@@ -125,10 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, r in results.items():
         print(f"| {name} | {r['cos_to_target']:.3f} | {r['HR@10']:.4f} | {r['MRR']:.4f} | "
               f"{r['cl_retrieval_accuracy']:.3f} | {r['view_norm']:.2f} |")
-    path = Path(args.results_dir) / f"{args.name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"results: {path}")
+    print(f"results: {write_result(args.name, out, Path(args.results_dir))}")
 
 
 if __name__ == "__main__":
