@@ -4,7 +4,8 @@
 
 Each run is a `prismrec train` subprocess writing its own run directory. Re-running a plan is
 safe: a run whose summary.json exists is not repeated, and a run that was cut off (killed, machine
-gone) and left its per-epoch resume state continues from its last finished epoch with
+gone, or stopped by SIGTERM / Ctrl-C, whose summary.json says "stop_reason": "interrupted") and left its
+per-epoch resume state continues from its last finished epoch with
 `prismrec train --resume DIR` (the plan's values of the keys a resume may change, such as
 train.time_limit_minutes or train.patience, are passed on). The aggregate JSON (mean ± std over seeds per dataset/loss/
 arm, relative improvement over the baseline arm, paired tests over users on NDCG@10 between arms)
@@ -70,7 +71,12 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
             hard_deadline: float | None = None, start_new: bool = True) -> dict:
     out = Path(job["dir"])
     if (out / "summary.json").is_file():
-        return json.loads((out / "summary.json").read_text())
+        summary = json.loads((out / "summary.json").read_text())
+        if summary.get("stop_reason") != "interrupted":
+            return summary
+        # stopped by SIGTERM / Ctrl-C: its summary holds the best epoch so far, not a finished run
+        if not start_new:
+            return {"failed": True, "skipped": "interrupted before it finished (re-run the plan to continue it)"}
     if deadline is not None and time.time() > deadline:
         return {"failed": True, "skipped": "time budget exhausted before this run started"}
     if not start_new:

@@ -90,14 +90,19 @@ def test_resume_refuses_changed_settings_finished_runs_and_missing_state(tmp_pat
         resume(off, ["train.epochs=3"], progress=False)
 
 
-def test_resume_finishes_a_run_cut_off_after_its_last_epoch(tmp_path):
-    # killed while finishing (no summary.json yet): resuming restores the best epoch and writes the
-    # summary, the same as the uninterrupted run's, without training further
+@pytest.mark.parametrize("left", ["no summary", "interrupted summary"])
+def test_resume_finishes_a_run_cut_off_after_its_last_epoch(left, tmp_path):
+    # killed while finishing (no summary.json yet), or interrupted after its last saved epoch (a summary
+    # of the best epoch so far, "stop_reason": "interrupted"): resuming restores the best epoch and
+    # writes the summary, the same as the uninterrupted run's, without training further
     stopped = tmp_path / "s"
     first = train(build_config(overrides=TINY + ["train.epochs=40", "train.patience=1", "train.lr=0.05"]), stopped,
                   progress=False).summary
     assert first["stop_reason"] == "early_stopping"
-    (stopped / "summary.json").unlink()
+    if left == "no summary":
+        (stopped / "summary.json").unlink()
+    else:
+        (stopped / "summary.json").write_text(json.dumps(dict(first, stop_reason="interrupted")))
     again = resume(stopped, progress=False).summary
     for key in ("stop_reason", "best_epoch", "epochs_run", "test", "valid"):
         assert again[key] == first[key], key

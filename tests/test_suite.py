@@ -56,6 +56,43 @@ def test_suite_starts_over_a_run_without_resume_state(tmp_path):
     assert "resuming" not in proc.stderr and (run / "summary.json").is_file()
 
 
+def test_suite_continues_a_run_that_sigterm_interrupted(tmp_path):
+    """A run stopped by SIGTERM / Ctrl-C writes a summary of its best epoch so far ("stop_reason":
+    "interrupted"); the suite must continue it from its resume state, not take it as finished."""
+    out, results = tmp_path / "runs", tmp_path / "results"
+    _suite(out, results, only="prism-s1")
+    run = out / "synthetic-ce-prism-s1"
+    first = json.loads((run / "summary.json").read_text())
+    # what an interrupt after epoch 1 of 2 leaves: the epoch-1 resume state and a summary saying so
+    cut = tmp_path / "cut"
+    subprocess.run([sys.executable, "-m", "prismrec", "train", "--quiet", "--output-dir", str(cut),
+                    *sum((["--set", s] for s in ("data.synthetic.num_users=60", "data.synthetic.num_items=80",
+                                                  "data.max_seq_len=10", "model.hidden_dim=16", "model.num_layers=1",
+                                                  "train.epochs=1", "train.batch_size=32", "train.seed=1",
+                                                  "model.prism.enabled=true")), [])],
+                   check=True, capture_output=True, timeout=300)
+    shutil.rmtree(run / "resume")
+    shutil.copytree(cut / "resume", run / "resume")
+    (run / "metrics.jsonl").write_text((cut / "metrics.jsonl").read_text())
+    interrupted = dict(json.loads((cut / "summary.json").read_text()), stop_reason="interrupted", stopped_early=True)
+    (run / "summary.json").write_text(json.dumps(interrupted))
+
+    agg_only = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--plan",
+                               str(ROOT / "benchmarks/plans/smoke.yaml"), "--out", str(out), "--results-dir",
+                               str(results), "--only=prism-s1", "--aggregate-only"],
+                              capture_output=True, text=True, timeout=300)
+    assert agg_only.returncode == 0, agg_only.stderr[-3000:]
+    assert "resuming" not in agg_only.stderr  # --aggregate-only starts nothing ...
+    assert json.loads((run / "summary.json").read_text())["stop_reason"] == "interrupted"
+    assert not json.loads((results / "smoke.json").read_text())["table"]  # ... nor counts the interrupted run
+
+    proc = _suite(out, results, only="prism-s1")
+    assert "resuming synthetic-ce-prism-s1" in proc.stderr
+    again = json.loads((run / "summary.json").read_text())
+    assert again["stop_reason"] != "interrupted" and again["epochs_run"] == first["epochs_run"] == 2
+    assert again["test"] == first["test"]  # continued from epoch 1, it ends where the uninterrupted run did
+
+
 def test_planted_world_analysis_end_to_end(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "planted_world.py"), "--plan",
            str(ROOT / "benchmarks/plans/planted_tiny.yaml"), "--out", str(tmp_path / "runs"),

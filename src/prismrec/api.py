@@ -237,6 +237,17 @@ def default_run_dir(cfg: ExperimentConfig, dataset: RecDataset) -> Path:
     return Path("runs") / f"{stamp}-{dataset.name}-{cfg.model.backbone}-{cfg.train.loss}"
 
 
+def _finished_summary(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds the summary of a run that ended (not one stopped by Ctrl-C / SIGTERM)."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("stop_reason") != "interrupted"
+    except (OSError, ValueError):  # unreadable: treat as not finished, the resume state decides
+        return False
+
+
 def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progress: bool = True,
           dataset: RecDataset | None = None, resume: bool = False) -> Run:
     """Train, early-stop on validation, restore the best state, evaluate on test, save the run.
@@ -271,8 +282,8 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     save_config(cfg, run_dir / "config.yaml")
     trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress,
                       tags={"item_map_fingerprint": run.dataset.item_map_fingerprint()})
-    # a run cut off after its last epoch but before its summary was written is just finished
-    fit = trainer.fit(resume=resume, finished_ok=resume and not (run_dir / "summary.json").is_file())
+    # a run cut off (or interrupted: its summary says so) after its last epoch is just finished
+    fit = trainer.fit(resume=resume, finished_ok=resume and not _finished_summary(run_dir))
     valid = run.evaluate("valid")
     test = run.evaluate("test")
     save_weights(run.model, run_dir, metadata={"prismrec_version": __version__,
