@@ -67,6 +67,9 @@ def plan_jobs(plan: dict, out: str, only: str | None = None) -> list[dict]:
     return jobs
 
 
+INTERRUPTED = "interrupted before it finished (re-run the plan to continue it)"
+
+
 def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
             hard_deadline: float | None = None, start_new: bool = True) -> dict:
     out = Path(job["dir"])
@@ -76,7 +79,7 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
             return summary
         # stopped by SIGTERM / Ctrl-C: its summary holds the best epoch so far, not a finished run
         if not start_new:
-            return {"failed": True, "skipped": "interrupted before it finished (re-run the plan to continue it)"}
+            return {"failed": True, "skipped": INTERRUPTED}
     if deadline is not None and time.time() > deadline:
         return {"failed": True, "skipped": "time budget exhausted before this run started"}
     if not start_new:
@@ -103,8 +106,13 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
     if proc.returncode != 0:
         print(f"FAILED {job['id']}: {proc.stderr[-2000:]}", file=sys.stderr, flush=True)
         return {"failed": True, "stderr": proc.stderr[-2000:]}
+    summary = json.loads((out / "summary.json").read_text())
+    if summary.get("stop_reason") == "interrupted":  # stopped by SIGTERM / Ctrl-C: not a finished run
+        print(f"INTERRUPTED {job['id']} after {summary.get('epochs_run')} epochs; re-run the plan to continue it",
+              file=sys.stderr, flush=True)
+        return {"failed": True, "skipped": INTERRUPTED}
     print(f"done {job['id']} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
-    return json.loads((out / "summary.json").read_text())
+    return summary
 
 
 def main() -> None:
