@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
+from prismrec.api import finished_summary  # noqa: E402
 from prismrec.config import RESUMABLE_CHANGES  # noqa: E402
 from prismrec.evaluation.compare import compare_runs  # noqa: E402
 
@@ -73,17 +73,14 @@ INTERRUPTED = "interrupted before it finished (re-run the plan to continue it)"
 def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
             hard_deadline: float | None = None, start_new: bool = True) -> dict:
     out = Path(job["dir"])
-    if (out / "summary.json").is_file():
-        summary = json.loads((out / "summary.json").read_text())
-        if summary.get("stop_reason") != "interrupted":
-            return summary
-        # stopped by SIGTERM / Ctrl-C: its summary holds the best epoch so far, not a finished run
-        if not start_new:
-            return {"failed": True, "skipped": INTERRUPTED}
+    summary = finished_summary(out)
+    if summary is not None:
+        return summary
+    interrupted = (out / "summary.json").is_file()  # stopped by SIGTERM / Ctrl-C (its best epoch so far)
+    if not start_new:
+        return {"failed": True, "skipped": INTERRUPTED if interrupted else "--aggregate-only: not run"}
     if deadline is not None and time.time() > deadline:
         return {"failed": True, "skipped": "time budget exhausted before this run started"}
-    if not start_new:
-        return {"failed": True, "skipped": "--aggregate-only: not run"}
     cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--device", device]
     cmd += ["--data", job["data"]] if job["data"] else []
     if (out / "resume").is_dir() and (out / "config.yaml").is_file():  # cut off earlier: continue it
@@ -106,10 +103,9 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
     if proc.returncode != 0:
         print(f"FAILED {job['id']}: {proc.stderr[-2000:]}", file=sys.stderr, flush=True)
         return {"failed": True, "stderr": proc.stderr[-2000:]}
-    summary = json.loads((out / "summary.json").read_text())
-    if summary.get("stop_reason") == "interrupted":  # stopped by SIGTERM / Ctrl-C: not a finished run
-        print(f"INTERRUPTED {job['id']} after {summary.get('epochs_run')} epochs; re-run the plan to continue it",
-              file=sys.stderr, flush=True)
+    summary = finished_summary(out)
+    if summary is None:  # stopped by SIGTERM / Ctrl-C: not a finished run
+        print(f"INTERRUPTED {job['id']}; re-run the plan to continue it", file=sys.stderr, flush=True)
         return {"failed": True, "skipped": INTERRUPTED}
     print(f"done {job['id']} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     return summary

@@ -237,15 +237,18 @@ def default_run_dir(cfg: ExperimentConfig, dataset: RecDataset) -> Path:
     return Path("runs") / f"{stamp}-{dataset.name}-{cfg.model.backbone}-{cfg.train.loss}"
 
 
-def _finished_summary(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds the summary of a run that ended (not one stopped by Ctrl-C / SIGTERM)."""
-    path = run_dir / "summary.json"
+def finished_summary(run_dir: str | Path) -> dict | None:
+    """The summary.json of the run in ``run_dir`` if that run ended; None if there is none, it cannot be
+    read, or it is the summary of a run stopped by Ctrl-C / SIGTERM ("stop_reason": "interrupted", the
+    best epoch so far: the run continues with ``--resume``)."""
+    path = Path(run_dir) / "summary.json"
     if not path.is_file():
-        return False
+        return None
     try:
-        return json.loads(path.read_text()).get("stop_reason") != "interrupted"
-    except (OSError, ValueError):  # unreadable: treat as not finished, the resume state decides
-        return False
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):  # unreadable: not finished, the resume state decides
+        return None
+    return None if summary.get("stop_reason") == "interrupted" else summary
 
 
 def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progress: bool = True,
@@ -283,7 +286,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress,
                       tags={"item_map_fingerprint": run.dataset.item_map_fingerprint()})
     # a run cut off (or interrupted: its summary says so) after its last epoch is just finished
-    fit = trainer.fit(resume=resume, finished_ok=resume and not _finished_summary(run_dir))
+    fit = trainer.fit(resume=resume, finished_ok=resume and finished_summary(run_dir) is None)
     valid = run.evaluate("valid")
     test = run.evaluate("test")
     save_weights(run.model, run_dir, metadata={"prismrec_version": __version__,
