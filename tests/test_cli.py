@@ -117,9 +117,13 @@ def test_inspect_prints_and_exports(tmp_path, capsys):
     capsys.readouterr()
     assert main(["inspect", "--run", str(run), "--json", "--export-weights", str(tmp_path / "w.npz"),
                  "--per-position", "--export-experts", str(tmp_path / "e.npz")]) == 0
-    rows = json.loads(capsys.readouterr().out)["fusion_weights"]
+    out = json.loads(capsys.readouterr().out)
+    rows = out["fusion_weights"]
     assert [r["expert"] for r in rows] == ["unique_image", "unique_text", "synergy", "redundancy"]
     assert abs(sum(r["mean"] for r in rows) - 1.0) < 1e-5
+    layer = out["fusion_layer"]
+    assert layer["hidden_units"] == 32 and 0 < layer["live_units"] <= 32 and not layer["input_norm"]
+    assert list(layer["expert_output_norm"]) == [r["expert"] for r in rows] and layer["id_embedding_norm"] > 0
     w = np.load(tmp_path / "w.npz")
     assert w["weights"].shape == (80, 4) and w["per_position"].shape == (80, 10, 4)
     assert np.allclose(w["per_position"][w["padding_mask"]].sum(-1), 1.0, atol=1e-5)
@@ -258,3 +262,23 @@ def test_train_help_lists_every_config_section_key():
         for f in dataclasses.fields(section.default_factory()):
             assert f"{section.name}.{f.name}" in text
     assert "model.prism.*" in text and "model.stosa.*" in text
+
+
+def test_inspect_tells_a_dead_fusion_layer(tmp_path, capsys):
+    """With every hidden unit of the fusion MLP pushed far below zero (what growing expert outputs did on
+    Yelp), the weights are the same for every user and inspect says that no unit is live."""
+    import torch
+    from prismrec.api import load_run
+    from prismrec.introspect import fusion_layer_state, fusion_weights
+    run_dir = tmp_path / "p"
+    main(["train", "--quiet", "--output-dir", str(run_dir), *sets(TINY + ["model.prism.enabled=true"])])
+    run = load_run(run_dir, device="cpu")
+    assert fusion_layer_state(run)["live_units"] > 0 and fusion_weights(run).last.std(0).max() > 1e-4
+    with torch.no_grad():
+        run.model.item_input.fuser.fusion.mlp[0].bias.fill_(-200.0)
+    state = fusion_layer_state(run)
+    assert state["live_units"] == 0 and state["pre_activation_p1_p50_p99"][2] < -3
+    assert fusion_weights(run).last.std(0).max() < 1e-6
+    capsys.readouterr()
+    main(["inspect", "--run", str(run_dir)])
+    assert "hidden units live" in capsys.readouterr().out

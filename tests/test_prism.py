@@ -865,3 +865,35 @@ def test_aux_context_subset_encodes_the_rows_as_the_whole_batch_does(backbone):
             assert torch.equal(sub.item_seq, ctx.item_seq[rows]) and torch.equal(sub.targets, ctx.targets[rows])
             nested = sub.subset(torch.tensor([1]))  # row 1 of the subset = row 1 of the batch
             torch.testing.assert_close(nested.encode(x[1:2]), ctx.encode(x[:4])[1:2], rtol=1e-5, atol=1e-6)
+
+
+def _scale_expert_output(model, expert: int, factor: float) -> None:
+    """Multiply one expert's outputs by ``factor`` (its last layer's weights and bias)."""
+    experts = model.item_input.fuser.experts
+    with torch.no_grad():
+        experts.weights[-1][expert].mul_(factor)
+        experts.biases[-1][expert].mul_(factor)
+
+
+@pytest.mark.parametrize("input_norm", [False, True])
+def test_fusion_input_norm_makes_the_weights_blind_to_an_experts_scale(input_norm):
+    """Nothing in the losses pins an expert's norm (content_norm, cosine losses), so it can grow; with
+    fusion_input_norm the fusion weights depend only on what each input slot holds, not on its scale."""
+    model = make({"fusion_input_norm": input_norm}).eval()
+    seq = batch().item_seq
+    with torch.no_grad():
+        before = model.item_input.fusion_weights(seq)
+        _scale_expert_output(model, 3, 50.0)  # the redundancy expert, as on Yelp (norm ~300 vs ~9)
+        after = model.item_input.fusion_weights(seq)
+    real = seq != 0
+    change = (before[real] - after[real]).abs().max().item()
+    assert (change < 2e-4) if input_norm else (change > 1e-2)  # layer norm's eps leaves ~3e-5 at this scale
+    if input_norm:
+        assert not torch.allclose(before[real], torch.full_like(before[real], 0.25), atol=1e-3)  # still learned
+
+
+def test_fusion_input_norm_adds_no_state_and_is_checked():
+    assert make({"fusion_input_norm": True}).state_dict().keys() == make().state_dict().keys()
+    for bad in ({"method": "concat"}, {"fusion": "uniform"}):
+        with pytest.raises(Exception, match="fusion_input_norm"):
+            PRISMConfig(enabled=True, fusion_input_norm=True, **bad)

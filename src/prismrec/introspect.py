@@ -73,6 +73,34 @@ def fusion_weights(run: Run, split: str = "test", per_position: bool = False, ba
                          per_position=full, padding_mask=mask)
 
 
+#: a hidden unit of the fusion MLP counts as live when its pre-activation exceeds this for at least
+#: LIVE_SHARE of the users (GELU(-3) = -0.004, its slope there 0.01: below it the unit is flat)
+LIVE_PRE_ACTIVATION, LIVE_SHARE = -3.0, 0.01
+
+
+@torch.no_grad()
+def fusion_layer_state(run: Run, split: str = "test", batch_size: int = 1024) -> dict:
+    """What the adaptive fusion layer's MLP reads and whether it can still respond to it: the mean L2
+    norm over all items of each expert's output and of the ID embedding (its inputs), and how many of
+    its hidden units are live at the users' most recent positions (pre-activation above
+    :data:`LIVE_PRE_ACTIVATION` for at least :data:`LIVE_SHARE` of them). With no live unit the layer's
+    output is its last bias: the same weights for every user."""
+    mm = _multimodal_input(run)
+    if mm.fusion_pre_activations(run.data.split(split).inputs[:1].to(run.device)) is None:
+        raise ValueError("this run has no adaptive fusion layer (method=prism with fusion=adaptive)")
+    names, emb = expert_embeddings(run)
+    items = torch.arange(1, run.dataset.num_items + 1, device=run.device)
+    id_norm = torch.cat([mm.id_input(items[lo:lo + 4096]).norm(dim=-1).cpu()
+                         for lo in range(0, len(items), 4096)]).mean()
+    pre, _, _ = _per_user(run, split, mm.fusion_pre_activations, False, batch_size)  # (U, width)
+    live = (pre > LIVE_PRE_ACTIVATION).mean(0) >= LIVE_SHARE
+    q = np.percentile(pre, [1, 50, 99])
+    return {"expert_output_norm": {n: float(v) for n, v in zip(names, np.linalg.norm(emb, axis=-1).mean(0))},
+            "id_embedding_norm": float(id_norm), "input_norm": bool(run.config.model.prism.fusion_input_norm),
+            "hidden_units": int(pre.shape[1]), "live_units": int(live.sum()),
+            "pre_activation_p1_p50_p99": [float(v) for v in q]}
+
+
 @dataclass
 class ContentGates:
     user_ids: np.ndarray  # (U,)

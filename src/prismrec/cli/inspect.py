@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="device (default cpu)")
     p.add_argument("--json", action="store_true",
                    help="print the summary as one JSON object: fusion_weights (a list of per-expert rows, when the "
-                        "run has a fusion layer), output_fusion_weights, fusion_equal_share (the share of the "
+                        "run has a fusion layer), fusion_layer (the adaptive fusion MLP's live hidden units and "
+                        "its inputs' norms), output_fusion_weights, fusion_equal_share (the share of the "
                         "weights split equally, with model.prism.fusion_floor or fusion_warmup_epochs), "
                         "content_gate, output_popularity_scales, item_bias, probes and expert_map where they apply")
     p.set_defaults(func=cmd_inspect)
@@ -80,8 +81,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _inspect(run, args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..introspect import (content_gates, expert_embeddings, expert_probes, fusion_weights, item_bias_summary,
-                              output_fusion_weights, popularity_scales)
+    from ..introspect import (LIVE_PRE_ACTIVATION, LIVE_SHARE, content_gates, expert_embeddings, expert_probes,
+                              fusion_layer_state, fusion_weights, item_bias_summary, output_fusion_weights,
+                              popularity_scales)
 
     has_gate = getattr(run.model.item_input, "content_gate", None) is not None
     gates = content_gates(run, args.split, per_position=args.per_position) if has_gate else None
@@ -95,6 +97,12 @@ def _inspect(run, args: argparse.Namespace) -> int:
             raise
         fw = None  # no fusion layer (a naive fusion, or IDs only): the other parts are all there is to report
     rows = fw.summary() if fw is not None else None
+    layer = None
+    if fw is not None:
+        try:
+            layer = fusion_layer_state(run, args.split)
+        except ValueError:  # equal weights (fusion=uniform): no fusion MLP to describe
+            pass
     gate_row = gates.summary() if gates is not None else None
     equal_share = getattr(run.model.item_input, "fusion_equal_share", None)
     out_rows = None
@@ -128,7 +136,8 @@ def _inspect(run, args: argparse.Namespace) -> int:
                               "(only the embedded synthetic world does); pass --probe-labels FILE.tsv")
         probes = expert_probes(run, labels)
     if args.json:  # always one object; absent parts are left out
-        print(json.dumps({k: v for k, v in (("fusion_weights", rows), ("output_fusion_weights", out_rows),
+        print(json.dumps({k: v for k, v in (("fusion_weights", rows), ("fusion_layer", layer),
+                                            ("output_fusion_weights", out_rows),
                                             ("fusion_equal_share", equal_share), ("content_gate", gate_row),
                                             ("output_popularity_scales", pop_rows), ("item_bias", bias),
                                             ("probes", probes), ("expert_map", emap))
@@ -172,6 +181,13 @@ def _inspect(run, args: argparse.Namespace) -> int:
             for r in table:
                 print(f"{r['expert']:<20} {r['mean']:7.4f} {r['std']:7.4f} {r['p25']:7.4f} {r['median']:7.4f} "
                       f"{r['p75']:7.4f} {r['top_expert_share']:9.3f}")
+            if table is rows and layer is not None:
+                norms = ", ".join(f"{n} {v:.2f}" for n, v in layer["expert_output_norm"].items())
+                print(f"fusion MLP: {layer['live_units']} of {layer['hidden_units']} hidden units live (pre-activation "
+                      f"> {LIVE_PRE_ACTIVATION:g} for >= {LIVE_SHARE:.0%} of users; with none the weights are the "
+                      f"same for everyone); its inputs' mean norms: {norms}, ID embedding "
+                      f"{layer['id_embedding_norm']:.2f}" + (" (standardised before the MLP: fusion_input_norm)"
+                                                              if layer["input_norm"] else ""))
         if probes is not None:
             names = list(next(iter(probes.values())))
             print("\nlinear-probe accuracy (5-fold ridge classifier), item embedding -> label")

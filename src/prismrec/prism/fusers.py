@@ -81,7 +81,8 @@ class PRISMFuser(Fuser):
                                           hidden_dim, cfg.expert_layers, cfg.expert_activation, cfg.expert_dropout)
         E = len(self.expert_names)
         self.fusion = (AdaptiveFusion(E, hidden_dim, cfg.fusion_hidden, cfg.fusion_dropout, cfg.temperature,
-                                      cfg.fusion_scope, uniform_mix(cfg)) if cfg.fusion == "adaptive"
+                                      cfg.fusion_scope, uniform_mix(cfg), cfg.fusion_input_norm)
+                       if cfg.fusion == "adaptive"
                        else UniformFusion())
         self.loss_weights = {n: (cfg.lambda_unique_per_modality.get(n[len("unique_"):], cfg.lambda_unique)
                                  if n.startswith("unique_") else

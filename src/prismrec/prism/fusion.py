@@ -7,6 +7,7 @@ items), ``sequence`` scope pools all real items (masked mean; never padding).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..models.dropout import Dropout
@@ -28,10 +29,15 @@ def pooled_mlp(mlp: nn.Sequential, per_item: torch.Tensor, where: torch.Tensor, 
     row of each position. The first Linear commutes with the masked mean (W mean(x) + b = mean(W x) + b;
     an empty prefix gives b in both), so it runs once per distinct item and the pooling runs over its
     narrower output. -> (B, L, out)"""
-    first, rest = mlp[0], mlp[1:]
+    return mlp[1:](pooled_first_layer(mlp[0], per_item, where, padding_mask, scope))
+
+
+def pooled_first_layer(first: nn.Linear, per_item: torch.Tensor, where: torch.Tensor, padding_mask: torch.Tensor,
+                       scope: str) -> torch.Tensor:
+    """first(pool(x)) per position, computed as pool(first(x)) (see :func:`pooled_mlp`): the
+    pre-activations of the MLP's hidden layer. -> (B, L, width)"""
     z = per_item @ first.weight.T  # (U, width), no bias
-    ctx = pooled_context(gather_rows(z, where), padding_mask, scope) + first.bias  # (B, L, width)
-    return rest(ctx)
+    return pooled_context(gather_rows(z, where), padding_mask, scope) + first.bias
 
 
 class UniformMix(nn.Module):
@@ -66,21 +72,34 @@ class AdaptiveFusion(nn.Module):
     weights (:class:`UniformMix`)."""
 
     def __init__(self, num_experts: int, hidden_dim: int, fusion_hidden: int, dropout: float,
-                 temperature: float, scope: str, mix: UniformMix | None = None) -> None:
+                 temperature: float, scope: str, mix: UniformMix | None = None, input_norm: bool = False) -> None:
         super().__init__()
         width = fusion_hidden or 2 * hidden_dim
         self.mlp = nn.Sequential(nn.Linear((num_experts + 1) * hidden_dim, width), nn.GELU(), Dropout(dropout),
                                  nn.Linear(width, num_experts))
         self.temperature, self.scope = temperature, scope
         self.mix = mix
+        self.input_norm = input_norm
+
+    def mlp_inputs(self, experts: torch.Tensor, id_items: torch.Tensor) -> torch.Tensor:
+        """[e_1, ..., e_E, e_id] per distinct item: experts (U, E, D), id_items (U, D) -> (U, (E + 1) D);
+        with ``input_norm`` every D-slot standardised (``fusion_input_norm``)."""
+        x = torch.cat([experts, id_items.unsqueeze(-2)], dim=-2)  # (U, E + 1, D)
+        if self.input_norm:
+            x = F.layer_norm(x, x.shape[-1:])
+        return x.flatten(-2)
+
+    def pre_activations(self, experts: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
+                        padding_mask: torch.Tensor) -> torch.Tensor:
+        """The MLP's hidden pre-activations (before GELU) per position: (B, L, width)."""
+        return pooled_first_layer(self.mlp[0], self.mlp_inputs(experts, id_items), where, padding_mask, self.scope)
 
     def forward(self, experts: torch.Tensor, id_items: torch.Tensor, where: torch.Tensor,
                 padding_mask: torch.Tensor) -> torch.Tensor:
         """Weights (B, L, E), summing to 1, from per-distinct-item inputs: experts (U, E, D), ID
         embeddings id_items (U, D), ``where`` (B, L) the row of each position, ``padding_mask`` (B, L).
         Eq. 10 is MLP(pool([e_1, ..., e_E, e_id])) per position (see :func:`pooled_mlp`)."""
-        logits = pooled_mlp(self.mlp, torch.cat([experts.flatten(-2), id_items], dim=-1), where, padding_mask,
-                            self.scope)
+        logits = self.mlp[1:](self.pre_activations(experts, id_items, where, padding_mask))
         w = torch.softmax(logits / self.temperature, dim=-1)  # (B, L, E)
         return w if self.mix is None else self.mix(w)
 

@@ -296,6 +296,16 @@ class MultimodalItemInput(ItemInput):
         return self.fuser.fusion(per_item, id_items, where, item_seq != PAD_ID)
 
     @torch.no_grad()
+    def fusion_pre_activations(self, item_seq: torch.Tensor) -> torch.Tensor | None:
+        """The adaptive fusion MLP's hidden pre-activations per position (B, L, width) (PRISM with
+        ``fusion=adaptive`` only; None otherwise)."""
+        fusion = getattr(self.fuser, "fusion", None)
+        if not hasattr(fusion, "pre_activations"):
+            return None
+        _, where, id_items, _, per_item = self._item_level(item_seq)
+        return fusion.pre_activations(per_item, id_items, where, item_seq != PAD_ID)
+
+    @torch.no_grad()
     def content_gates(self, item_seq: torch.Tensor) -> torch.Tensor | None:
         """Per-position content gate (B, L) (``content_gate`` only; None otherwise)."""
         if self.content_gate is None:
