@@ -118,13 +118,13 @@ class PRISMConfig:
     fusion_input_norm: bool = False
     """Not in the paper (off = the paper's layer). Standardise each expert's output and the ID embedding
     per item (layer norm over the hidden dimension, no learned scale) before the fusion MLP, so its
-    inputs keep unit scale however large the experts' outputs grow. They can grow without bound:
-    ``content_norm`` layer-normalises the fused embedding and the interaction losses are cosines, so
-    nothing in the loss depends on an expert's norm, and Adam's steps orthogonal to it lengthen it. On
-    Yelp (STOSA, seed 1, 147 epochs) the redundancy expert's outputs reached a norm of ~300 (the
-    others ~9), every hidden unit of the fusion MLP was pushed to pre-activations of -16 to -190, where
-    GELU is flat, and the layer gave every user the same weights (docs/benchmarks.md §3, session 28;
-    ``prismrec inspect`` reports the norms and the live units). Needs ``fusion=adaptive``."""
+    inputs keep unit scale however large the experts' outputs grow. Nothing bounds those norms: the
+    interaction losses are cosines and ``content_norm`` layer-normalises the fused embedding, so
+    scaling every expert's output together changes no loss. On Yelp (STOSA, content on the mean
+    stream, seed 1, 147 epochs) the redundancy expert's outputs reached a mean norm of ~300 (the others
+    ~9), every hidden unit of the fusion MLP sat at pre-activations of -16 to -190, where GELU is flat,
+    and the layer gave every user the same weights (docs/benchmarks.md §3, session 28; ``prismrec
+    inspect`` reports the norms and the live units). Needs ``fusion=adaptive``."""
     fusion_warmup_epochs: int = 0
     """Not in the paper (0 = off). Start the fusion weights at equal weights and move them linearly to
     the learned ones over this many epochs: w = alpha / E + (1 - alpha) softmax(...), alpha = 1 in
