@@ -124,8 +124,8 @@ def main() -> None:
     subprocess.run(suite_cmd, check=True)
 
     from prismrec.api import load_run
-    from prismrec.introspect import (content_gates, expert_probes, fusion_weights, linear_probe_accuracy,
-                                     output_fusion_weights)
+    from prismrec.introspect import (content_gates, expert_probes, fusion_layer_state, fusion_weights,
+                                     linear_probe_accuracy, output_fusion_weights)
 
     runs = sorted(p for p in Path(args.out).iterdir() if (p / "summary.json").is_file())
     first = load_run(runs[0], device="cpu")
@@ -163,6 +163,7 @@ def main() -> None:
         expert_size = expert_size or (pc.expert_hidden, pc.expert_layers)
         w = fusion_weights(run).last  # (U, E) at each user's last test position
         probes_report.setdefault(arm, []).append({"run": run_dir.name, "probes": expert_probes(run, props)})
+        layer = fusion_layer_state(run) if pc.fusion == "adaptive" else None  # live units, input norms
         sets = [(arm, w)]  # input-side fusion weights; prediction-layer weights too with output_fusion=user
         if getattr(mm, "query_fusion", None) is not None:
             sets.append((f"{arm} (prediction layer)", output_fusion_weights(run).last))
@@ -177,6 +178,7 @@ def main() -> None:
                                         for t, n in enumerate(names)},
                 "weight_std_across_users": dict(zip(experts, w.std(0).round(4).tolist())),
                 "type_from_weights_cv_accuracy": centroid_cv_accuracy(w, types),
+                **({"fusion_layer": layer} if layer is not None and key == arm else {}),
             })
     table = {arm: {n: {"mean": float(np.mean(v)), "std": float(np.std(v))} for n, v in d.items()}
              for arm, d in per_type.items()}
@@ -188,6 +190,13 @@ def main() -> None:
         acc = [r["type_from_weights_cv_accuracy"] for r in reps]
         lines.append(f"\n{arm}: planted type from fusion weights, 5-fold nearest-centroid accuracy "
                      f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (chance 0.25)")
+        layers = [r["fusion_layer"] for r in reps if "fusion_layer" in r]
+        if layers:
+            norms = {e: np.mean([x["expert_output_norm"][e] for x in layers]) for e in layers[0]["expert_output_norm"]}
+            lines.append(f"fusion MLP: live hidden units {', '.join(str(x['live_units']) for x in layers)} of "
+                         f"{layers[0]['hidden_units']} (per seed); mean input norms "
+                         + ", ".join(f"{e} {v:.2f}" for e, v in norms.items())
+                         + f", ID embedding {np.mean([x['id_embedding_norm'] for x in layers]):.2f}")
         rep = reps[0]
         lines.append("| planted type | " + " | ".join(rep["experts"]) + " |")
         lines.append("|---" * (len(rep["experts"]) + 1) + "|")

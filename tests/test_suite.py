@@ -104,6 +104,8 @@ def test_planted_world_analysis_end_to_end(tmp_path):
     assert set(res["ndcg10_by_planted_type"]) == {"sasrec", "prism"}
     assert set(res["id_embedding_probes"]) == {"sasrec", "prism"}  # the ID table of every arm is probed
     assert set(res["id_embedding_probes"]["sasrec"]) == props
+    layer = res["fusion_weights"]["prism"][0]["fusion_layer"]  # the fusion MLP's state is recorded per run
+    assert layer["hidden_units"] == 32 and 0 <= layer["live_units"] <= 32
     ceiling = res["supervised_ceiling"]
     assert set(ceiling["accuracy"]) == props and all(0.0 <= v <= 1.0 for v in ceiling["accuracy"].values())
 
