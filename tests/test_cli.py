@@ -282,3 +282,24 @@ def test_inspect_tells_a_dead_fusion_layer(tmp_path, capsys):
     capsys.readouterr()
     main(["inspect", "--run", str(run_dir)])
     assert "hidden units live" in capsys.readouterr().out
+
+
+def test_expert_agreement_tells_an_expert_that_ignores_its_item(tmp_path):
+    """A redundancy expert that outputs one constant vector satisfies its loss (cos(full, view) = 1)
+    without reading the item: expert_agreement shows it (1 between items); the others read the item."""
+    import torch
+    from prismrec.api import load_run
+    from prismrec.introspect import expert_agreement
+    run_dir = tmp_path / "p"
+    main(["train", "--quiet", "--output-dir", str(run_dir), *sets(TINY + ["model.prism.enabled=true"])])
+    run = load_run(run_dir, device="cpu")
+    trained = expert_agreement(run, num_items=96)
+    assert all(a["between_items"] < 0.99 for a in trained.values())
+    experts = run.model.item_input.fuser.experts
+    with torch.no_grad():
+        experts.weights[-1][3].zero_()  # redundancy: its last layer ignores its input
+        experts.biases[-1][3].fill_(0.5)
+    constant = expert_agreement(run, num_items=96)
+    assert constant["redundancy"]["between_items"] == pytest.approx(1.0, abs=1e-5)
+    assert constant["redundancy"]["full_vs_view"] == pytest.approx(1.0, abs=1e-5)
+    assert constant["synergy"] == pytest.approx(trained["synergy"])  # same seed: the same sample and views

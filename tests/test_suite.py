@@ -106,6 +106,9 @@ def test_planted_world_analysis_end_to_end(tmp_path):
     assert set(res["id_embedding_probes"]["sasrec"]) == props
     layer = res["fusion_weights"]["prism"][0]["fusion_layer"]  # the fusion MLP's state is recorded per run
     assert layer["hidden_units"] == 32 and 0 <= layer["live_units"] <= 32
+    agreement = res["expert_probes"]["prism"][0]["expert_agreement"]
+    assert set(agreement) == {"unique_image", "unique_text", "synergy", "redundancy"}
+    assert all(-1 <= v <= 1 for a in agreement.values() for v in a.values())
     ceiling = res["supervised_ceiling"]
     assert set(ceiling["accuracy"]) == props and all(0.0 <= v <= 1.0 for v in ceiling["accuracy"].values())
 

@@ -101,6 +101,38 @@ def fusion_layer_state(run: Run, split: str = "test", batch_size: int = 1024) ->
             "pre_activation_p1_p50_p99": [float(v) for v in q]}
 
 
+@torch.no_grad()
+def expert_agreement(run: Run, num_items: int = 2048, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per expert, on a seeded sample of items: ``between_items``, the mean cosine between its outputs
+    for two different items (near 1: one direction for every item, so it tells items apart by norm
+    at most), and ``full_vs_view``, the mean cosine between its output on the full input and on each
+    unimodal view (the interaction losses' quantity: the redundancy loss pushes it to 1, the synergy
+    loss down). Together they show a degenerate optimum of those losses: an expert that gives every
+    item the same vector (redundancy: both near 1) or one vector for full inputs and the opposite one
+    for masked views (synergy: ``full_vs_view`` near -1, ``between_items`` near 1) satisfies its loss
+    without reading the item. The views use the run's masking strategy, with the sample's statistics."""
+    from .prism.masking import unimodal_views
+
+    mm = _multimodal_input(run)
+    if not hasattr(mm.fuser, "expert_outputs"):
+        raise ValueError(f"method {run.config.model.prism.method!r} has no experts (PRISM only)")
+    run.model.eval()
+    n = run.dataset.num_items
+    rng = np.random.default_rng(seed)
+    items = torch.as_tensor(rng.choice(np.arange(1, n + 1), size=min(num_items, n), replace=False), device=run.device)
+    half = len(items) // 2
+    with torch.random.fork_rng(devices=[run.device.index or 0] if run.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        modal = mm.modalities(items)  # (P, M, D)
+        full = mm.fuser.expert_outputs(modal)  # (P, E, D)
+        views = mm.fuser.expert_outputs(unimodal_views(modal, run.config.model.prism.masking))  # (M, P, E, D)
+    cos = torch.nn.functional.cosine_similarity
+    between = cos(full[:half], full[half:2 * half], dim=-1).mean(0)  # (E,)
+    vs_view = cos(full.unsqueeze(0), views, dim=-1).mean((0, 1))  # (E,)
+    return {name: {"between_items": float(b), "full_vs_view": float(v)}
+            for name, b, v in zip(mm.expert_names, between.cpu(), vs_view.cpu())}
+
+
 @dataclass
 class ContentGates:
     user_ids: np.ndarray  # (U,)

@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print the summary as one JSON object: fusion_weights (a list of per-expert rows, when the "
                         "run has a fusion layer), fusion_layer (the adaptive fusion MLP's live hidden units and "
-                        "its inputs' norms), output_fusion_weights, fusion_equal_share (the share of the "
+                        "its inputs' norms), expert_agreement (per expert: mean cosine between two items' outputs "
+                        "and between the full input's and a unimodal view's), output_fusion_weights, fusion_equal_share (the share of the "
                         "weights split equally, with model.prism.fusion_floor or fusion_warmup_epochs), "
                         "content_gate, output_popularity_scales, item_bias, probes and expert_map where they apply")
     p.set_defaults(func=cmd_inspect)
@@ -81,9 +82,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _inspect(run, args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..introspect import (LIVE_PRE_ACTIVATION, LIVE_SHARE, content_gates, expert_embeddings, expert_probes,
-                              fusion_layer_state, fusion_weights, item_bias_summary, output_fusion_weights,
-                              popularity_scales)
+    from ..introspect import (LIVE_PRE_ACTIVATION, LIVE_SHARE, content_gates, expert_agreement, expert_embeddings,
+                              expert_probes, fusion_layer_state, fusion_weights, item_bias_summary,
+                              output_fusion_weights, popularity_scales)
 
     has_gate = getattr(run.model.item_input, "content_gate", None) is not None
     gates = content_gates(run, args.split, per_position=args.per_position) if has_gate else None
@@ -97,8 +98,9 @@ def _inspect(run, args: argparse.Namespace) -> int:
             raise
         fw = None  # no fusion layer (a naive fusion, or IDs only): the other parts are all there is to report
     rows = fw.summary() if fw is not None else None
-    layer = None
+    layer = agreement = None
     if fw is not None:
+        agreement = expert_agreement(run)
         try:
             layer = fusion_layer_state(run, args.split)
         except ValueError:  # equal weights (fusion=uniform): no fusion MLP to describe
@@ -137,6 +139,7 @@ def _inspect(run, args: argparse.Namespace) -> int:
         probes = expert_probes(run, labels)
     if args.json:  # always one object; absent parts are left out
         print(json.dumps({k: v for k, v in (("fusion_weights", rows), ("fusion_layer", layer),
+                                            ("expert_agreement", agreement),
                                             ("output_fusion_weights", out_rows),
                                             ("fusion_equal_share", equal_share), ("content_gate", gate_row),
                                             ("output_popularity_scales", pop_rows), ("item_bias", bias),
@@ -188,6 +191,13 @@ def _inspect(run, args: argparse.Namespace) -> int:
                       f"same for everyone); its inputs' mean norms: {norms}, ID embedding "
                       f"{layer['id_embedding_norm']:.2f}" + (" (standardised before the MLP: fusion_input_norm)"
                                                               if layer["input_norm"] else ""))
+            if table is rows and agreement is not None:
+                print("expert outputs, mean cosine (2,048 sampled items): between two items' outputs (near 1 = the same "
+                      "vector for every item) and between the full input's and each unimodal view's (the interaction "
+                      "losses' quantity)")
+                print(f"{'expert':<20} {'between items':>13} {'full vs view':>12}")
+                for name, a in agreement.items():
+                    print(f"{name:<20} {a['between_items']:13.3f} {a['full_vs_view']:12.3f}")
         if probes is not None:
             names = list(next(iter(probes.values())))
             print("\nlinear-probe accuracy (5-fold ridge classifier), item embedding -> label")
