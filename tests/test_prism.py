@@ -897,3 +897,54 @@ def test_fusion_input_norm_adds_no_state_and_is_checked():
     for bad in ({"method": "concat"}, {"fusion": "uniform"}):
         with pytest.raises(Exception, match="fusion_input_norm"):
             PRISMConfig(enabled=True, fusion_input_norm=True, **bad)
+
+
+def test_centering_takes_away_the_item_blind_optima_of_the_synergy_and_redundancy_losses():
+    """As written, an expert with one constant output satisfies the redundancy loss (0) and one that
+    flips the sign for masked views satisfies the synergy loss (-1); after centering neither does."""
+    g = torch.Generator().manual_seed(0)
+    c, P = torch.randn(1, 1, 8, generator=g), 400
+    noise = lambda: 1e-3 * torch.randn(P, 2, 8, generator=g)  # noqa: E731 (float noise, nothing of the item)
+    full = c + noise()  # (P, E, X): every item the same vector
+    views = torch.stack([c + noise(), c + noise()])  # (M, P, E, X)
+    views[:, :, 0] = -views[:, :, 0]  # the synergy expert: the opposite vector for masked inputs
+    names, mods, lam = ["synergy", "redundancy"], ["image", "text"], {"synergy": 1.0, "redundancy": 1.0}
+    plain = interaction_losses(full, views, names, mods, lam, 0.5)
+    assert plain["L_synergy"].item() == pytest.approx(-1.0, abs=1e-4)
+    assert plain["L_redundancy"].item() == pytest.approx(0.0, abs=1e-4)
+    cent = interaction_losses(full, views, names, mods, lam, 0.5, center=True)
+    assert abs(cent["L_synergy"].item()) < 0.1 and cent["L_redundancy"].item() > 0.9
+    # item-specific agreement still counts: views that follow the items' own deviations
+    dev = torch.randn(P, 2, 8, generator=g)
+    follow = interaction_losses(c + dev, torch.stack([c + dev, c + 0.5 * dev]), names, mods, lam, 0.5, center=True)
+    assert follow["L_synergy"].item() == pytest.approx(1.0, abs=1e-4)  # what the synergy loss pushes away from
+    assert follow["L_redundancy"].item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_centering_takes_each_views_mean_over_the_items_that_have_its_modality():
+    from prismrec.prism.losses import centered
+    full = torch.arange(6.0).reshape(3, 2)
+    views = torch.stack([full, full + 10])  # (M, P, X)
+    present = torch.tensor([[True, True, True], [True, False, True]])
+    f, v = centered(full, views, present)
+    assert torch.allclose(f.mean(0), torch.zeros(2))
+    assert torch.allclose(v[0].mean(0), torch.zeros(2))
+    assert torch.allclose(v[1][[0, 2]].mean(0), torch.zeros(2))  # the missing row does not enter the mean
+
+
+@pytest.mark.parametrize("loss_on", ["representation", "prediction"])
+def test_loss_centering_reaches_both_loss_placements(loss_on):
+    b = batch()
+    parts = {}
+    for center in (False, True):
+        model = make({"loss_centering": center, "loss_on": loss_on}).train()
+        torch.manual_seed(3)
+        out = model.training_loss(b)
+        assert torch.isfinite(out.total)
+        out.total.backward()
+        parts[center] = {k: float(v) for k, v in out.parts.items()}
+    assert parts[True]["rec"] == pytest.approx(parts[False]["rec"])  # same model, same noise
+    assert parts[True]["L_redundancy"] != pytest.approx(parts[False]["L_redundancy"])
+    assert parts[True]["L_unique_image"] == pytest.approx(parts[False]["L_unique_image"])  # triplets unchanged
+    with pytest.raises(Exception, match="loss_centering"):
+        PRISMConfig(enabled=True, method="concat", loss_centering=True)

@@ -303,7 +303,7 @@ NEUTRAL_ADDITIONS = frozenset({"data.synthetic.synergy_categories", "model.prism
                                "model.prism.lambda_id_align", "model.prism.fusion_warmup_epochs",
                                "model.prism.fusion_floor", "model.prism.lambda_fusion_balance",
                                "model.item_bias", "model.item_bias_init", "model.prism.fusion_input_norm",
-                               "model.prism.loss_user_fraction"})
+                               "model.prism.loss_user_fraction", "model.prism.loss_centering"})
 
 #: keys that may change when a run is resumed (``prismrec train --resume``); the rest must match
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.time_limit_minutes", "train.device",

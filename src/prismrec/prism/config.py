@@ -86,6 +86,17 @@ class PRISMConfig:
     """Weight of the synergy loss (Eq. 7)."""
     lambda_redundancy: float = 0.1
     """Weight of the redundancy loss (Eq. 8)."""
+    loss_centering: bool = False
+    """Not in the paper (off = Eqs. 7-8 as written). Before the synergy and redundancy cosines, subtract
+    from the full input's outputs and from each view's their mean over the loss's rows (the step's items
+    with ``loss_on=representation``; the positions with ``prediction``), so the losses compare what is
+    specific to each item. As written, both have optima that ignore the item: the redundancy loss
+    (1 - cos(full, view)) is 0 for an expert that outputs one constant vector, and the synergy loss
+    (cos(full, view)) is -1 for one that outputs a vector for full inputs and its opposite for masked
+    views; after centering both score cos 0 there. On Yelp (STOSA, content on the mean stream) the
+    trained experts sat at these optima (``prismrec inspect``'s expert agreement: redundancy 1.000
+    between items and full vs view, synergy 0.996 and -0.996; docs/benchmarks.md §3, session 28). The
+    unique experts' triplet losses are unchanged (a constant output does not satisfy them)."""
     lambda_transition: float = 0.0
     """Not in the paper (0 = off). Weight of an item-level contrastive loss on every expert's output:
     for each pair of consecutive items (i, j) in the step's training histories, expert e's embedding
@@ -217,6 +228,9 @@ class PRISMConfig:
         if self.lambda_fusion_balance > 0 and (self.method != "prism" or self.fusion != "adaptive"):
             raise ConfigError("model.prism.lambda_fusion_balance needs model.prism.method=prism and "
                               "fusion=adaptive (it balances the adaptive fusion weights)")
+        if self.loss_centering and self.method != "prism":
+            raise ConfigError("model.prism.loss_centering needs model.prism.method=prism (it changes PRISM's synergy "
+                              "and redundancy losses)")
         if self.fusion_input_norm and (self.method != "prism" or self.fusion != "adaptive"):
             raise ConfigError("model.prism.fusion_input_norm needs model.prism.method=prism and fusion=adaptive "
                               "(it standardises the adaptive fusion layer's inputs)")

@@ -162,7 +162,7 @@ class PRISMFuser(Fuser):
             ctx, id_emb = ctx.subset(rows), id_emb[rows]
         full_out, view_out = self._prediction_outputs(encode_items(ctx.item_seq), ctx, id_emb, combine, cand)
         return interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
-                                  self.cfg.margin)
+                                  self.cfg.margin, center=self.cfg.loss_centering)
 
     def item_losses(self, items, modal, item_part, id_items, item_seq):
         """``representation`` losses: each distinct real item of the batch once (expert outputs depend
@@ -185,7 +185,7 @@ class PRISMFuser(Fuser):
             views = keep_one_modality(real, fill)  # (M, P, M, D)
             view_out = self.expert_outputs(views)  # (M, P, E, D)
             out = interaction_losses(full_out, view_out, self.expert_names, self.modalities, self.loss_weights,
-                                     self.cfg.margin, present)
+                                     self.cfg.margin, present, self.cfg.loss_centering)
         if self.cfg.lambda_transition > 0:
             first, second = consecutive_pairs(item_seq, items)
             if len(first):

@@ -63,19 +63,33 @@ def redundancy_loss(full: torch.Tensor, views: torch.Tensor, present: torch.Tens
     return 1.0 - synergy_loss(full, views, present)
 
 
+def centered(full: torch.Tensor, views: torch.Tensor, present: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``full`` (P, X) and ``views`` (M, P, X) minus their means over the P rows (a view's over the rows
+    whose kept modality is ``present`` (M, P), where given): what is specific to each row."""
+    full = full - full.mean(dim=0, keepdim=True)
+    if present is None:
+        return full, views - views.mean(dim=1, keepdim=True)
+    w = present.to(views.dtype).unsqueeze(-1)  # (M, P, 1)
+    return full, views - (views * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
 def interaction_losses(full: torch.Tensor, views: torch.Tensor, experts: list[str], modalities: list[str],
                        weights: dict[str, float], margin: float,
-                       present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                       present: torch.Tensor | None = None, center: bool = False) -> dict[str, torch.Tensor]:
     """Weighted loss per expert (Eq. 9 sums them). full (P, E, X), views (M, P, E, X). ``present``
     (M, P) bool, whether item p has modality m (None = every item has every modality): the view that
     keeps a missing modality holds only its learned "missing" embedding, so it enters no loss (the
-    paper leaves missing modalities open; PAPER.md §6)."""
+    paper leaves missing modalities open; PAPER.md §6). ``center`` (``loss_centering``, not in the
+    paper): the synergy and redundancy cosines compare the outputs minus their means over the P rows."""
     out: dict[str, torch.Tensor] = {}
     for e, name in enumerate(experts):
         lam = weights.get(name, 0.0)
         if lam == 0.0:
             continue
         f, v = full[:, e], views[:, :, e]  # (P, X), (M, P, X)
+        if center and not name.startswith("unique_"):
+            f, v = centered(f, v, present)
         if name.startswith("unique_"):
             loss = unique_loss(f, v, modalities.index(name[len("unique_"):]), margin, present)
         elif name == "synergy":
