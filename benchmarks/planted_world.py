@@ -124,8 +124,8 @@ def main() -> None:
     subprocess.run(suite_cmd, check=True)
 
     from prismrec.api import load_run
-    from prismrec.introspect import (content_gates, expert_agreement, expert_probes, fusion_layer_state,
-                                     fusion_weights, linear_probe_accuracy, output_fusion_weights)
+    from prismrec.introspect import (content_gates, content_variation, expert_agreement, expert_probes,
+                                     fusion_layer_state, fusion_weights, linear_probe_accuracy, output_fusion_weights)
 
     runs = sorted(p for p in Path(args.out).iterdir() if (p / "summary.json").is_file())
     first = load_run(runs[0], device="cpu")
@@ -163,7 +163,8 @@ def main() -> None:
         expert_size = expert_size or (pc.expert_hidden, pc.expert_layers)
         w = fusion_weights(run).last  # (U, E) at each user's last test position
         probes_report.setdefault(arm, []).append({"run": run_dir.name, "probes": expert_probes(run, props),
-                                                  "expert_agreement": expert_agreement(run)})
+                                                  "expert_agreement": expert_agreement(run),
+                                                  "content_variation": content_variation(run)})
         layer = fusion_layer_state(run) if pc.fusion == "adaptive" else None  # live units, input norms
         sets = [(arm, w)]  # input-side fusion weights; prediction-layer weights too with output_fusion=user
         if getattr(mm, "query_fusion", None) is not None:
@@ -229,6 +230,11 @@ def main() -> None:
                      "(mean over seeds): " + "; ".join(
                          f"{e} {np.mean([r['expert_agreement'][e]['between_items'] for r in reps]):.3f} / "
                          f"{np.mean([r['expert_agreement'][e]['full_vs_view'] for r in reps]):.3f}" for e in agree))
+        lines.append("input-side content: varying share of its energy "
+                     + ", ".join(f"{r['content_variation']['varying_share']:.3f}" for r in reps)
+                     + " (per seed), varying RMS / ID RMS "
+                     + ", ".join(f"{r['content_variation']['varying_rms'] / r['content_variation']['id_rms']:.3f}"
+                                 for r in reps))
     lines.append("\nID embeddings of every arm: linear-probe accuracy -> planted property "
                  f"(5-fold, {chance}; mean ± std over seeds)")
     lines.append("| arm | " + " | ".join(prop_names) + " |")

@@ -121,6 +121,8 @@ def test_inspect_prints_and_exports(tmp_path, capsys):
     rows = out["fusion_weights"]
     assert [r["expert"] for r in rows] == ["unique_image", "unique_text", "synergy", "redundancy"]
     assert abs(sum(r["mean"] for r in rows) - 1.0) < 1e-5
+    content = out["content_variation"]
+    assert 0 < content["varying_share"] <= 1 and content["id_rms"] > 0 and content["positions"] > 80
     layer = out["fusion_layer"]
     assert layer["hidden_units"] == 32 and 0 < layer["live_units"] <= 32 and not layer["input_norm"]
     assert list(layer["expert_output_norm"]) == [r["expert"] for r in rows] and layer["id_embedding_norm"] > 0
@@ -303,3 +305,19 @@ def test_expert_agreement_tells_an_expert_that_ignores_its_item(tmp_path):
     assert constant["redundancy"]["between_items"] == pytest.approx(1.0, abs=1e-5)
     assert constant["redundancy"]["full_vs_view"] == pytest.approx(1.0, abs=1e-5)
     assert constant["synergy"] == pytest.approx(trained["synergy"])  # same seed: the same sample and views
+
+
+def test_content_variation_tells_content_that_is_one_vector_everywhere(tmp_path):
+    import torch
+    from prismrec.api import load_run
+    from prismrec.introspect import content_variation
+    run_dir = tmp_path / "p"
+    main(["train", "--quiet", "--output-dir", str(run_dir), *sets(TINY + ["model.prism.enabled=true"])])
+    run = load_run(run_dir, device="cpu")
+    assert content_variation(run)["varying_share"] > 0.01
+    experts = run.model.item_input.fuser.experts
+    with torch.no_grad():  # every expert outputs the same vector: any fusion weights give that vector
+        experts.weights[-1].zero_()
+        experts.biases[-1].copy_(torch.linspace(-1, 1, experts.biases[-1].shape[-1]).expand_as(experts.biases[-1]))
+    flat = content_variation(run)
+    assert flat["varying_share"] < 1e-6 and flat["id_rms"] > 0

@@ -109,6 +109,7 @@ def test_planted_world_analysis_end_to_end(tmp_path):
     agreement = res["expert_probes"]["prism"][0]["expert_agreement"]
     assert set(agreement) == {"unique_image", "unique_text", "synergy", "redundancy"}
     assert all(-1 <= v <= 1 for a in agreement.values() for v in a.values())
+    assert 0 < res["expert_probes"]["prism"][0]["content_variation"]["varying_share"] <= 1
     ceiling = res["supervised_ceiling"]
     assert set(ceiling["accuracy"]) == props and all(0.0 <= v <= 1.0 for v in ceiling["accuracy"].values())
 

@@ -102,6 +102,33 @@ def fusion_layer_state(run: Run, split: str = "test", batch_size: int = 1024) ->
 
 
 @torch.no_grad()
+def content_variation(run: Run, split: str = "test", batch_size: int = 1024, max_positions: int = 200_000) -> dict:
+    """How much of the input-side content tells positions apart, at the real positions of ``split``'s
+    histories (the first ``max_positions``): ``varying_share``, the share of the content's mean squared
+    norm that varies around its mean vector (near 0: nearly the same vector everywhere, a bias rather
+    than information about the item), ``varying_rms``, the root mean square of that variation, and
+    ``id_rms``, the ID embeddings' root mean square norm at the same positions, which it joins."""
+    mm = _multimodal_input(run)
+    run.model.eval()
+    inputs = run.data.split(split).inputs
+    ids, contents, n = [], [], 0
+    for lo in range(0, len(inputs), batch_size):
+        seq = inputs[lo:lo + batch_size].to(run.device)
+        e_id, c = mm.input_parts(seq)
+        real = seq != 0
+        ids.append(e_id[real].cpu())
+        contents.append(c[real].cpu())
+        n += int(real.sum())
+        if n >= max_positions:
+            break
+    e_id, c = torch.cat(ids)[:max_positions], torch.cat(contents)[:max_positions]
+    energy = c.pow(2).sum(-1).mean()
+    varying = (c - c.mean(0, keepdim=True)).pow(2).sum(-1).mean()
+    return {"positions": int(len(c)), "varying_share": float(varying / energy.clamp_min(1e-30)),
+            "varying_rms": float(varying.sqrt()), "id_rms": float(e_id.pow(2).sum(-1).mean().sqrt())}
+
+
+@torch.no_grad()
 def expert_agreement(run: Run, num_items: int = 2048, seed: int = 0) -> dict[str, dict[str, float]]:
     """Per expert, on a seeded sample of items: ``between_items``, the mean cosine between its outputs
     for two different items (near 1: one direction for every item, so it tells items apart by norm

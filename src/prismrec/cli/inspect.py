@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the summary as one JSON object: fusion_weights (a list of per-expert rows, when the "
                         "run has a fusion layer), fusion_layer (the adaptive fusion MLP's live hidden units and "
                         "its inputs' norms), expert_agreement (per expert: mean cosine between two items' outputs "
-                        "and between the full input's and a unimodal view's), output_fusion_weights, fusion_equal_share (the share of the "
+                        "and between the full input's and a unimodal view's), content_variation (how much of the input-side "
+                        "content varies across positions, beside the ID embeddings' norm), output_fusion_weights, fusion_equal_share (the share of the "
                         "weights split equally, with model.prism.fusion_floor or fusion_warmup_epochs), "
                         "content_gate, output_popularity_scales, item_bias, probes and expert_map where they apply")
     p.set_defaults(func=cmd_inspect)
@@ -82,7 +83,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _inspect(run, args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..introspect import (LIVE_PRE_ACTIVATION, LIVE_SHARE, content_gates, expert_agreement, expert_embeddings,
+    from ..introspect import (LIVE_PRE_ACTIVATION, LIVE_SHARE, content_gates, content_variation, expert_agreement,
+                              expert_embeddings,
                               expert_probes, fusion_layer_state, fusion_weights, item_bias_summary,
                               output_fusion_weights, popularity_scales)
 
@@ -98,6 +100,7 @@ def _inspect(run, args: argparse.Namespace) -> int:
             raise
         fw = None  # no fusion layer (a naive fusion, or IDs only): the other parts are all there is to report
     rows = fw.summary() if fw is not None else None
+    content = content_variation(run, args.split) if hasattr(run.model.item_input, "input_parts") else None
     layer = agreement = None
     if fw is not None:
         agreement = expert_agreement(run)
@@ -139,7 +142,7 @@ def _inspect(run, args: argparse.Namespace) -> int:
         probes = expert_probes(run, labels)
     if args.json:  # always one object; absent parts are left out
         print(json.dumps({k: v for k, v in (("fusion_weights", rows), ("fusion_layer", layer),
-                                            ("expert_agreement", agreement),
+                                            ("expert_agreement", agreement), ("content_variation", content),
                                             ("output_fusion_weights", out_rows),
                                             ("fusion_equal_share", equal_share), ("content_gate", gate_row),
                                             ("output_popularity_scales", pop_rows), ("item_bias", bias),
@@ -198,6 +201,11 @@ def _inspect(run, args: argparse.Namespace) -> int:
                 print(f"{'expert':<20} {'between items':>13} {'full vs view':>12}")
                 for name, a in agreement.items():
                     print(f"{name:<20} {a['between_items']:13.3f} {a['full_vs_view']:12.3f}")
+        if content is not None:
+            print(f"\ninput-side content at the {content['positions']:,} real positions of split {args.split}: "
+                  f"{content['varying_share']:.1%} of its mean squared norm varies across positions (RMS "
+                  f"{content['varying_rms']:.3f}; the rest is one vector shared by all), beside ID embeddings of RMS "
+                  f"norm {content['id_rms']:.3f}")
         if probes is not None:
             names = list(next(iter(probes.values())))
             print("\nlinear-probe accuracy (5-fold ridge classifier), item embedding -> label")

@@ -138,11 +138,9 @@ class MultimodalItemInput(ItemInput):
         # only what depends on the history runs per position (PRISM: the pooled fusion weights)
         items, where, id_items, modal, per_item = self._item_level(item_seq)
         padding_mask = item_seq != PAD_ID
-        content = self.content_norm(self.fuser.fuse(per_item, id_items, where, padding_mask))  # (B, L, D)
+        content = self._content(where, id_items, per_item, padding_mask)  # (B, L, D)
         weights = getattr(self.fuser, "last_weights", None)  # set by this very call (training only)
         self._fusion_weights = (item_seq, weights, padding_mask) if weights is not None else None
-        if self.content_gate is not None:
-            content = self.content_gate(per_item, id_items, where, padding_mask) * content
         if self.training and torch.is_grad_enabled() and modal is not None:
             self._batch_items = (item_seq, (items, modal, per_item, id_items))
         id_emb = gather_rows(id_items, where)  # (B, L, D)
@@ -150,6 +148,21 @@ class MultimodalItemInput(ItemInput):
             keep = torch.rand(item_seq.shape + (1,), device=id_emb.device) >= self.id_dropout  # (B, L, 1)
             id_emb = id_emb * keep
         return self.combine(id_emb, content)  # (B, L, D)
+
+    def _content(self, where: torch.Tensor, id_items: torch.Tensor, per_item: torch.Tensor,
+                 padding_mask: torch.Tensor) -> torch.Tensor:
+        """The content that joins the ID embedding at each position: fused, normalised, gated. (B, L, D)"""
+        content = self.content_norm(self.fuser.fuse(per_item, id_items, where, padding_mask))
+        if self.content_gate is not None:
+            content = self.content_gate(per_item, id_items, where, padding_mask) * content
+        return content
+
+    @torch.no_grad()
+    def input_parts(self, item_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two parts that :meth:`forward` combines at each position: (ID embedding, content), (B, L, D)
+        each (evaluation mode: no ID dropout)."""
+        _, where, id_items, _, per_item = self._item_level(item_seq)
+        return gather_rows(id_items, where), self._content(where, id_items, per_item, item_seq != PAD_ID)
 
     # ------------------------------------------------------------------ a step in micro-batches
     def begin_batch(self, item_seq: torch.Tensor | None) -> None:
