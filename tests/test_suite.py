@@ -263,3 +263,22 @@ def test_every_benchmark_script_is_listed_in_the_benchmarks_doc():
     assert len(scripts) > 10
     missing = [p.name for p in scripts if f"| `benchmarks/{p.name}` |" not in doc]
     assert not missing, f"not in docs/benchmarks.md's table of scripts: {missing}"
+
+
+def test_inspect_epoch_reads_the_latest_epochs_weights(tmp_path):
+    """benchmarks/inspect_epoch.py looks at a run through resume/model.safetensors, the weights of its last
+    finished epoch, and refuses a folder without them."""
+    from prismrec.cli import main
+    from conftest import TINY, sets
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", "--output-dir", str(run), *sets(TINY + ["model.prism.enabled=true"])]) == 0
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "inspect_epoch.py"), "--run", str(run), "--name", "e",
+           "--results-dir", str(tmp_path / "res")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "res" / "e.json").read_text())
+    assert res["epoch"] == 2 and res["fusion_layer"]["hidden_units"] == 32
+    assert set(res["expert_agreement"]) == {"unique_image", "unique_text", "synergy", "redundancy"}
+    assert 0 < res["content_variation"]["varying_share"] <= 1
+    bad = subprocess.run(cmd[:3] + [str(tmp_path)] + cmd[4:], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "resume/model.safetensors" in bad.stderr
