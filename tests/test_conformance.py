@@ -175,10 +175,15 @@ def test_original_sasrec_block_layout_keeps_the_model_contract(backbone):
 
 
 def test_training_steps_lower_the_loss(model):
+    check_training_steps_lower_the_loss(model, torch.device("cpu"))
+
+
+def check_training_steps_lower_the_loss(model: SequentialRecommender, device: torch.device) -> None:
+    """Five Adam steps on the tiny data, on ``device`` (the model is there already), lower the loss."""
     data = tiny_data()
-    batch = train_batch(data)
+    batch = train_batch(data).to(device)
     model.train()
-    model.on_epoch_start(1, data, torch.device("cpu"))  # the trainer's per-epoch hook (InDiRec clusters here)
+    model.on_epoch_start(1, data, device)  # the trainer's per-epoch hook (InDiRec clusters here)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     def loss_value() -> float:
@@ -190,7 +195,7 @@ def test_training_steps_lower_the_loss(model):
     for step in range(5):
         torch.manual_seed(100 + step)
         out = model.training_loss(batch)
-        assert torch.isfinite(out.total) and "rec" in out.parts
+        assert torch.isfinite(out.total) and "rec" in out.parts and out.total.device.type == device.type
         opt.zero_grad()
         out.total.backward()
         opt.step()

@@ -14,7 +14,8 @@ import torch
 from prismrec.cli import main
 from prismrec.evaluation import evaluate
 from prismrec.models import registered_backbones
-from test_conformance import ARMS, TINY_MODEL, item_seq, make, tiny_data, train_batch
+from test_conformance import (ARMS, TINY_MODEL, check_training_steps_lower_the_loss, item_seq, make,
+                              tiny_data)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -54,26 +55,7 @@ def test_scores_and_ranks_match_the_cpu(case):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p[0]}-{p[1]}")
 def test_training_steps_on_the_gpu_lower_the_loss(case):
-    model = make(*case).to(CUDA).train()
-    data = tiny_data()
-    batch = train_batch(data).to(CUDA)
-    model.on_epoch_start(1, data, CUDA)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-
-    def loss_value() -> float:
-        torch.manual_seed(7)
-        with torch.no_grad():
-            return float(model.training_loss(batch).total)
-
-    before = loss_value()
-    for step in range(5):
-        torch.manual_seed(100 + step)
-        out = model.training_loss(batch)
-        assert torch.isfinite(out.total) and out.total.device.type == "cuda"
-        opt.zero_grad()
-        out.total.backward()
-        opt.step()
-    assert loss_value() < before
+    check_training_steps_lower_the_loss(make(*case).to(CUDA), CUDA)
 
 
 @pytest.mark.parametrize("backbone", registered_backbones())
