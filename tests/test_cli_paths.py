@@ -361,6 +361,7 @@ def test_inspect_json_is_always_an_object(tmp_path, capsys):
     capsys.readouterr()
     assert main(["inspect", "--run", str(run), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert isinstance(out, dict) and list(out) == ["fusion_weights"]
+    assert isinstance(out, dict)
+    assert list(out) == ["fusion_weights", "fusion_layer", "expert_agreement", "content_variation"]
     assert [r["expert"] for r in out["fusion_weights"]] == ["unique_image", "unique_text", "synergy", "redundancy"]
     assert np.isclose(sum(r["mean"] for r in out["fusion_weights"]), 1.0, atol=1e-5)
