@@ -86,7 +86,7 @@ def fusion_layer_state(run: Run, split: str = "test", batch_size: int = 1024) ->
     :data:`LIVE_PRE_ACTIVATION` for at least :data:`LIVE_SHARE` of them). With no live unit the layer's
     output is its last bias: the same weights for every user."""
     mm = _multimodal_input(run)
-    if mm.fusion_pre_activations(run.data.split(split).inputs[:1].to(run.device)) is None:
+    if not mm.has_fusion_mlp:
         raise ValueError("this run has no adaptive fusion layer (method=prism with fusion=adaptive)")
     names, emb = expert_embeddings(run)
     items = torch.arange(1, run.dataset.num_items + 1, device=run.device)

@@ -51,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the summary as one JSON object: fusion_weights (a list of per-expert rows, when the "
                         "run has a fusion layer), fusion_layer (the adaptive fusion MLP's live hidden units and "
                         "its inputs' norms), expert_agreement (per expert: mean cosine between two items' outputs "
-                        "and between the full input's and a unimodal view's), content_variation (how much of the input-side "
-                        "content varies across positions, beside the ID embeddings' norm), output_fusion_weights, fusion_equal_share (the share of the "
+                        "and between the full input's and a unimodal view's), content_variation (how much of the "
+                        "input-side content varies across positions, beside the ID embeddings' norm), "
+                        "output_fusion_weights, fusion_equal_share (the share of the "
                         "weights split equally, with model.prism.fusion_floor or fusion_warmup_epochs), "
                         "content_gate, output_popularity_scales, item_bias, probes and expert_map where they apply")
     p.set_defaults(func=cmd_inspect)
@@ -84,9 +85,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _inspect(run, args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..introspect import (LIVE_PRE_ACTIVATION, LIVE_SHARE, content_gates, content_variation, expert_agreement,
-                              expert_embeddings,
-                              expert_probes, fusion_layer_state, fusion_weights, item_bias_summary,
-                              output_fusion_weights, popularity_scales)
+                              expert_embeddings, expert_probes, fusion_layer_state, fusion_weights,
+                              item_bias_summary, output_fusion_weights, popularity_scales)
 
     has_gate = getattr(run.model.item_input, "content_gate", None) is not None
     gates = content_gates(run, args.split, per_position=args.per_position) if has_gate else None
@@ -101,13 +101,9 @@ def _inspect(run, args: argparse.Namespace) -> int:
         fw = None  # no fusion layer (a naive fusion, or IDs only): the other parts are all there is to report
     rows = fw.summary() if fw is not None else None
     content = content_variation(run, args.split) if hasattr(run.model.item_input, "input_parts") else None
-    layer = agreement = None
-    if fw is not None:
-        agreement = expert_agreement(run)
-        try:
-            layer = fusion_layer_state(run, args.split)
-        except ValueError:  # equal weights (fusion=uniform): no fusion MLP to describe
-            pass
+    agreement = expert_agreement(run) if fw is not None else None
+    # equal weights (fusion=uniform) have no fusion MLP to describe
+    layer = fusion_layer_state(run, args.split) if fw is not None and run.model.item_input.has_fusion_mlp else None
     gate_row = gates.summary() if gates is not None else None
     equal_share = getattr(run.model.item_input, "fusion_equal_share", None)
     out_rows = None

@@ -308,15 +308,19 @@ class MultimodalItemInput(ItemInput):
         _, where, id_items, _, per_item = self._item_level(item_seq)
         return self.fuser.fusion(per_item, id_items, where, item_seq != PAD_ID)
 
+    @property
+    def has_fusion_mlp(self) -> bool:
+        """Whether the fusion weights come from an MLP (PRISM with ``fusion=adaptive``)."""
+        return hasattr(getattr(self.fuser, "fusion", None), "pre_activations")
+
     @torch.no_grad()
     def fusion_pre_activations(self, item_seq: torch.Tensor) -> torch.Tensor | None:
         """The adaptive fusion MLP's hidden pre-activations per position (B, L, width) (PRISM with
         ``fusion=adaptive`` only; None otherwise)."""
-        fusion = getattr(self.fuser, "fusion", None)
-        if not hasattr(fusion, "pre_activations"):
+        if not self.has_fusion_mlp:
             return None
         _, where, id_items, _, per_item = self._item_level(item_seq)
-        return fusion.pre_activations(per_item, id_items, where, item_seq != PAD_ID)
+        return self.fuser.fusion.pre_activations(per_item, id_items, where, item_seq != PAD_ID)
 
     @torch.no_grad()
     def content_gates(self, item_seq: torch.Tensor) -> torch.Tensor | None:
