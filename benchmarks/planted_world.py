@@ -101,6 +101,28 @@ def id_embeddings(run) -> np.ndarray:
     return table[1:].detach().cpu().numpy()
 
 
+def per_type_comparisons(plan_path: str, runs: list[Path], types: np.ndarray, names: list[str]) -> list[dict]:
+    """Each of the plan's ``compare`` pairs whose runs have all finished, tested inside every planted type:
+    ``[{"arm", "vs", "by_type": {type: PairedTest as a dict}}]``."""
+    import yaml
+
+    from prismrec.evaluation.compare import compare_in_groups
+
+    compare = yaml.safe_load(Path(plan_path).read_text()).get("compare") or {}
+    by_arm: dict[str, list[Path]] = {}
+    for run_dir in runs:
+        by_arm.setdefault(run_dir.name.split("-")[2], []).append(run_dir)
+    groups = [(n, types == t) for t, n in enumerate(names)]
+    out = []
+    for arm, others in compare.items():
+        for other in others:
+            if arm in by_arm and other in by_arm:
+                tests = compare_in_groups(by_arm[arm], by_arm[other], groups)
+                out.append({"arm": arm, "vs": other,
+                            "by_type": {g.group: g.tests[0].to_dict() for g in tests}})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="folder for run directories")
@@ -188,6 +210,16 @@ def main() -> None:
     for arm, d in table.items():
         lines.append(f"| {arm} | " + " | ".join(f"{d[n]['mean']:.4f} ± {d[n]['std']:.4f}" for n in names + ["all"])
                      + " |")
+    type_tests = per_type_comparisons(args.plan, runs, types, names)
+    if type_tests:
+        lines.append("\nPaired tests inside each planted type (the plan's comparisons; each user's NDCG@10 averaged "
+                     "over the arm's seeds): relative change of the arm over the other, t-test p")
+        lines.append("| arm vs other | " + " | ".join(names) + " |")
+        lines.append("|---" * (len(names) + 1) + "|")
+        for row in type_tests:
+            cells = [f"{t['relative']:+.1%} (p = {t['t_pvalue']:.2g})" if t["relative"] is not None else "n/a"
+                     for t in (row["by_type"][n] for n in names)]
+            lines.append(f"| {row['arm']} vs {row['vs']} | " + " | ".join(cells) + " |")
     for arm, reps in weights_report.items():
         acc = [r["type_from_weights_cv_accuracy"] for r in reps]
         lines.append(f"\n{arm}: planted type from fusion weights, 5-fold nearest-centroid accuracy "
@@ -260,7 +292,7 @@ def main() -> None:
     plan_name = yaml.safe_load(Path(args.plan).read_text())["name"]
     name = "planted_world" if plan_name == "planted_suite" else f"planted_world_{plan_name}"
     path = write_result(name, {"ndcg10_by_planted_type": table, "fusion_weights": weights_report,
-                               "content_gates": gates_report,
+                               "content_gates": gates_report, "per_type_comparisons": type_tests,
                                "expert_probes": probes_report, "id_embedding_probes": id_table,
                                "supervised_ceiling": ceiling,
                                "probe_chance": {p: 1 / cats[p] for p in prop_names}, "markdown": "\n".join(lines)},

@@ -10,7 +10,7 @@ from scipy import stats
 from prismrec.cli import main
 from prismrec.data.sequences import DataError
 from prismrec.evaluation import metrics_from_ranks
-from prismrec.evaluation.compare import (compare_by_group, compare_runs, group_masks, paired_test, parse_metric,
+from prismrec.evaluation.compare import (compare_by_group, compare_in_groups, compare_runs, group_masks, paired_test, parse_metric,
                                          per_user_metric, user_groups)
 
 
@@ -146,6 +146,25 @@ def test_compare_by_group_is_compare_runs_on_each_groups_users(tmp_path):
             assert t == paired_test(va[mask], per_user_metric(b, m)[mask], m)
     with pytest.raises(ValueError, match="unknown grouping"):
         compare_by_group(runs_a, [run_b], sequences(), "item-price")
+
+
+def test_compare_in_groups_tests_each_callers_group_on_its_own_users(tmp_path):
+    rng = np.random.default_rng(4)
+    a1, a2, b = (rng.integers(1, 15, size=40) for _ in range(3))
+    runs_a = [write_run(tmp_path / "a1", a1), write_run(tmp_path / "a2", a2)]
+    run_b = write_run(tmp_path / "b", b)
+    kind = np.arange(40) % 3  # e.g. planted user types
+    groups = [(name, kind == k) for k, name in enumerate(["x", "y", "z"])]
+    out = compare_in_groups(runs_a, [run_b], groups, metrics=["NDCG@10", "HR@5"])
+    assert [(g.group, g.users) for g in out] == [("x", 14), ("y", 13), ("z", 13)]
+    for g, (_, mask) in zip(out, groups):
+        for t, m in zip(g.tests, ["NDCG@10", "HR@5"]):
+            va = (per_user_metric(a1, m) + per_user_metric(a2, m)) / 2
+            assert t == paired_test(va[mask], per_user_metric(b, m)[mask], m)
+    with pytest.raises(ValueError, match="group 'x': expected a boolean mask of 40 users"):
+        compare_in_groups(runs_a, [run_b], [("x", np.ones(39, bool))])
+    with pytest.raises(ValueError, match="got dtype int64"):
+        compare_in_groups(runs_a, [run_b], [("x", kind)])
 
 
 def test_compare_by_group_refuses_ranks_of_other_users(tmp_path):

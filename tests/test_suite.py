@@ -110,6 +110,12 @@ def test_planted_world_analysis_end_to_end(tmp_path):
     assert set(agreement) == {"unique_image", "unique_text", "synergy", "redundancy"}
     assert all(-1 <= v <= 1 for a in agreement.values() for v in a.values())
     assert 0 < res["expert_probes"]["prism"][0]["content_variation"]["varying_share"] <= 1
+    (row,) = res["per_type_comparisons"]  # the plan's one comparison, tested inside each planted type
+    assert (row["arm"], row["vs"]) == ("prism", "sasrec") and set(row["by_type"]) == props
+    assert sum(t["users"] for t in row["by_type"].values()) == 60
+    for kind, t in row["by_type"].items():  # one seed: each side's mean is that arm's NDCG@10 on the type
+        assert t["mean_a"] == pytest.approx(res["ndcg10_by_planted_type"]["prism"][kind]["mean"])
+        assert t["mean_b"] == pytest.approx(res["ndcg10_by_planted_type"]["sasrec"][kind]["mean"])
     ceiling = res["supervised_ceiling"]
     assert set(ceiling["accuracy"]) == props and all(0.0 <= v <= 1.0 for v in ceiling["accuracy"].values())
 

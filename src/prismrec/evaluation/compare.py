@@ -232,5 +232,25 @@ def compare_by_group(runs_a: Sequence[str | Path], runs_b: Sequence[str | Path],
             first = int(np.flatnonzero(s.user_ids != sequences.user_ids)[0])
             raise DataError(f"{s.run_dir / RANKS_FILE} lists its users in another order than the dataset "
                             f"(row {first}: user {s.user_ids[first]} vs {sequences.user_ids[first]})")
+    return _tests_in_groups(sides, group_masks(user_groups(sequences, split)[by], GROUPINGS[by]))
+
+
+def compare_in_groups(runs_a: Sequence[str | Path], runs_b: Sequence[str | Path],
+                      groups: Sequence[tuple[str, np.ndarray]], *, split: str = "test",
+                      metrics: Sequence[str] = ("NDCG@10",)) -> list[GroupComparison]:
+    """:func:`compare_runs` inside each of the caller's groups of users: ``groups`` holds (label, mask), each
+    mask a boolean array over the ranks files' rows (e.g. the planted user types of the synthetic world)."""
+    saved, sides = _per_user_sides(runs_a, runs_b, split, metrics)
+    users = len(saved[0].ranks)
+    for label, mask in groups:
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != (users,):
+            raise ValueError(f"group {label!r}: expected a boolean mask of {users:,} users (the rows of "
+                             f"{saved[0].run_dir / RANKS_FILE}), got dtype {mask.dtype}, shape {mask.shape}")
+    return _tests_in_groups(sides, groups)
+
+
+def _tests_in_groups(sides: dict[str, tuple[np.ndarray, np.ndarray]],
+                     groups: Sequence[tuple[str, np.ndarray]]) -> list[GroupComparison]:
     return [GroupComparison(label, int(mask.sum()), [paired_test(va[mask], vb[mask], m) for m, (va, vb) in sides.items()])
-            for label, mask in group_masks(user_groups(sequences, split)[by], GROUPINGS[by])]
+            for label, mask in groups]
