@@ -4,7 +4,8 @@
 
 1. Runs benchmarks/plans/planted.yaml (SASRec, PRISM, naive fusions, PRISM ablations; 3 seeds) on
    the embedded SYNTHETIC world (via suite.py; resumable).
-2. Per planted user type (unique_image, unique_text, redundant, synergy): test NDCG@10 of every arm.
+2. Per planted user type (unique_image, unique_text, redundant, synergy): test NDCG@10 of every arm,
+   and each of the plan's `compare` pairs paired-tested inside each type (seed-averaged per user).
 3. Fusion weights of the PRISM runs at each user's last test position: mean weight per expert per
    planted type, and how well the weights predict the type (5-fold nearest-centroid accuracy;
    chance = 0.25); for runs with model.prism.output_fusion=user, the prediction-layer weights too.
