@@ -10,8 +10,8 @@ from scipy import stats
 from prismrec.cli import main
 from prismrec.data.sequences import DataError
 from prismrec.evaluation import metrics_from_ranks
-from prismrec.evaluation.compare import (compare_by_group, compare_in_groups, compare_runs, group_masks, paired_test, parse_metric,
-                                         per_user_metric, user_groups)
+from prismrec.evaluation.compare import (compare_by_group, compare_in_groups, compare_runs, group_masks, paired_test,
+                                         parse_metric, per_user_metric, user_groups)
 
 
 def write_run(path, test, valid=None, user_ids=None, fingerprint=None):
