@@ -102,17 +102,13 @@ def id_embeddings(run) -> np.ndarray:
     return table[1:].detach().cpu().numpy()
 
 
-def per_type_comparisons(plan_path: str, runs: list[Path], types: np.ndarray, names: list[str]) -> list[dict]:
-    """Each of the plan's ``compare`` pairs whose runs have all finished, tested inside every planted type:
+def per_type_comparisons(compare: dict[str, list[str]], by_arm: dict[str, list[Path]], types: np.ndarray,
+                         names: list[str]) -> list[dict]:
+    """Each of the plan's ``compare`` pairs (arm -> the arms it is compared with) whose arms have finished
+    runs (``by_arm``: arm -> its run directories), tested inside every planted type:
     ``[{"arm", "vs", "by_type": {type: PairedTest as a dict}}]``."""
-    import yaml
-
     from prismrec.evaluation.compare import compare_in_groups
 
-    compare = yaml.safe_load(Path(plan_path).read_text()).get("compare") or {}
-    by_arm: dict[str, list[Path]] = {}
-    for run_dir in runs:
-        by_arm.setdefault(run_dir.name.split("-")[2], []).append(run_dir)
     groups = [(n, types == t) for t, n in enumerate(names)]
     out = []
     for arm, others in compare.items():
@@ -162,8 +158,10 @@ def main() -> None:
     props = {k: np.asarray(v) for k, v in extras["item_properties"].items()}
     id_probes: dict[str, list[dict[str, float]]] = {}
     expert_size = None
+    by_arm: dict[str, list[Path]] = {}
     for run_dir in runs:
         arm = run_dir.name.split("-")[2]
+        by_arm.setdefault(arm, []).append(run_dir)
         r = np.load(run_dir / "ranks.npz", allow_pickle=False)["test"]
         nd = ndcg10(r)
         d = per_type.setdefault(arm, {n: [] for n in names + ["all"]})
@@ -211,7 +209,9 @@ def main() -> None:
     for arm, d in table.items():
         lines.append(f"| {arm} | " + " | ".join(f"{d[n]['mean']:.4f} ± {d[n]['std']:.4f}" for n in names + ["all"])
                      + " |")
-    type_tests = per_type_comparisons(args.plan, runs, types, names)
+    import yaml
+    plan = yaml.safe_load(Path(args.plan).read_text())
+    type_tests = per_type_comparisons(plan.get("compare") or {}, by_arm, types, names)
     if type_tests:
         lines.append("\nPaired tests inside each planted type (the plan's comparisons; each user's NDCG@10 averaged "
                      "over the arm's seeds): relative change of the arm over the other, t-test p")
@@ -289,8 +289,7 @@ def main() -> None:
         lines.append("|---" * len(prop_names) + "|")
         lines.append("| " + " | ".join(f"{ceiling['accuracy'][p]:.3f}" for p in prop_names) + " |")
     print("\n".join(lines))
-    import yaml
-    plan_name = yaml.safe_load(Path(args.plan).read_text())["name"]
+    plan_name = plan["name"]
     name = "planted_world" if plan_name == "planted_suite" else f"planted_world_{plan_name}"
     path = write_result(name, {"ndcg10_by_planted_type": table, "fusion_weights": weights_report,
                                "content_gates": gates_report, "per_type_comparisons": type_tests,

@@ -161,6 +161,8 @@ def test_compare_in_groups_tests_each_callers_group_on_its_own_users(tmp_path):
         for t, m in zip(g.tests, ["NDCG@10", "HR@5"]):
             va = (per_user_metric(a1, m) + per_user_metric(a2, m)) / 2
             assert t == paired_test(va[mask], per_user_metric(b, m)[mask], m)
+    as_lists = compare_in_groups(runs_a, [run_b], [(n, m.tolist()) for n, m in groups], metrics=["NDCG@10", "HR@5"])
+    assert as_lists == out  # masks given as lists of bools are read the same way
     with pytest.raises(ValueError, match="group 'x': expected a boolean mask of 40 users"):
         compare_in_groups(runs_a, [run_b], [("x", np.ones(39, bool))])
     with pytest.raises(ValueError, match="got dtype int64"):

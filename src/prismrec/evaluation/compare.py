@@ -242,8 +242,8 @@ def compare_in_groups(runs_a: Sequence[str | Path], runs_b: Sequence[str | Path]
     mask a boolean array over the ranks files' rows (e.g. the planted user types of the synthetic world)."""
     saved, sides = _per_user_sides(runs_a, runs_b, split, metrics)
     users = len(saved[0].ranks)
+    groups = [(label, np.asarray(mask)) for label, mask in groups]  # e.g. lists of bools
     for label, mask in groups:
-        mask = np.asarray(mask)
         if mask.dtype != bool or mask.shape != (users,):
             raise ValueError(f"group {label!r}: expected a boolean mask of {users:,} users (the rows of "
                              f"{saved[0].run_dir / RANKS_FILE}), got dtype {mask.dtype}, shape {mask.shape}")
