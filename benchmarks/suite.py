@@ -9,7 +9,10 @@ per-epoch resume state continues from its last finished epoch with
 `prismrec train --resume DIR` (the plan's values of the keys a resume may change, such as
 train.time_limit_minutes or train.patience, are passed on). The aggregate JSON (mean ± std over seeds per dataset/loss/
 arm, relative improvement over the baseline arm, paired tests over users on NDCG@10 between arms)
-goes to benchmarks/results/<plan name>.json (or --results-dir) and a Markdown table is printed.
+goes to benchmarks/results/<plan name>.json (or --results-dir) and a Markdown table is printed. It covers
+every run of the plan that has finished in --out, also those that --only did not select (they are not
+started), so that a plan run one arm or seed at a time, or by several --only commands at once, always
+leaves the whole plan's table.
 """
 from __future__ import annotations
 
@@ -71,14 +74,16 @@ INTERRUPTED = "interrupted before it finished (re-run the plan to continue it)"
 
 
 def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
-            hard_deadline: float | None = None, start_new: bool = True) -> dict:
+            hard_deadline: float | None = None, start_new: bool = True, why_not: str = "not run") -> dict:
+    """Train (or continue) one run and return its summary; with ``start_new=False`` only read the
+    summary of a finished run (an unfinished one is returned as skipped, ``why_not`` saying why)."""
     out = Path(job["dir"])
     summary = finished_summary(out)
     if summary is not None:
         return summary
     interrupted = (out / "summary.json").is_file()  # stopped by SIGTERM / Ctrl-C (its best epoch so far)
     if not start_new:
-        return {"failed": True, "skipped": INTERRUPTED if interrupted else "--aggregate-only: not run"}
+        return {"failed": True, "skipped": INTERRUPTED if interrupted else why_not}
     if deadline is not None and time.time() > deadline:
         return {"failed": True, "skipped": "time budget exhausted before this run started"}
     cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--device", device]
@@ -119,7 +124,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for every run")
     ap.add_argument("--results-dir", default=None, help="where the aggregate JSON goes (default benchmarks/results)")
-    ap.add_argument("--only", default=None, help="run only jobs whose id contains this text")
+    ap.add_argument("--only", default=None,
+                    help="start or continue only the runs whose id contains this text (the aggregate still "
+                         "covers every finished run of the plan)")
     ap.add_argument("--aggregate-only", action="store_true",
                     help="start no run: aggregate the runs whose summary.json exists (the others are listed as skipped)")
     ap.add_argument("--time-budget", type=float, default=0.0,
@@ -129,19 +136,28 @@ def main() -> None:
     args = ap.parse_args()
     plan = load_plan(args.plan)
 
-    jobs = plan_jobs(plan, args.out, args.only)
-    print(f"{len(jobs)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
+    jobs = plan_jobs(plan, args.out)  # the whole plan: the aggregate covers every finished run
+    selected = {j["id"] for j in plan_jobs(plan, args.out, args.only)}
+    print(f"{len(selected)} runs" + (f" of the plan's {len(jobs)}" if len(selected) < len(jobs) else "")
+          + f", {args.jobs} at a time", file=sys.stderr, flush=True)
     t0 = time.time()
     deadline = t0 + args.time_budget if args.time_budget > 0 else None
     hard = t0 + args.hard_budget if args.hard_budget > 0 else None
+    todo = [j for j in jobs if j["id"] in selected]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        summaries = list(pool.map(lambda j: run_one(j, args.device, args.threads, deadline, hard,
-                                                        start_new=not args.aggregate_only), jobs))
+        summaries = dict(zip([j["id"] for j in todo],
+                             pool.map(lambda j: run_one(j, args.device, args.threads, deadline, hard,
+                                                        start_new=not args.aggregate_only,
+                                                        why_not="--aggregate-only: not run"), todo)))
     wall = time.time() - t0
+    # the runs --only left out are only read, after the selected ones, so that runs another command
+    # finished meanwhile are counted
+    summaries |= {j["id"]: run_one(j, args.device, args.threads, start_new=False, why_not="not selected by --only")
+                  for j in jobs if j["id"] not in selected}
 
     groups: dict[tuple, list] = {}
-    for job, s in zip(jobs, summaries):
-        job["summary"] = s
+    for job in jobs:
+        job["summary"] = s = summaries[job["id"]]
         if not s.get("failed"):
             groups.setdefault((job["dataset"], job["loss"], job["arm"]), []).append(job)
     table = {}

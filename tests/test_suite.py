@@ -56,6 +56,22 @@ def test_suite_starts_over_a_run_without_resume_state(tmp_path):
     assert "resuming" not in proc.stderr and (run / "summary.json").is_file()
 
 
+def test_suite_aggregates_the_whole_plan_after_an_only_run(tmp_path):
+    """--only picks the runs to start; the aggregate written after them covers every finished run of the
+    plan, so a plan run one arm at a time does not leave a table of the last arm alone."""
+    out, results = tmp_path / "runs", tmp_path / "results"
+    _suite(out, results, only="sasrec-s1")
+    first = json.loads((results / "smoke.json").read_text())
+    assert [r["arm"] for r in first["table"].values()] == ["sasrec"] and not first["comparisons"]
+    proc = _suite(out, results, only="prism-s1")
+    assert "resuming" not in proc.stderr and "1 runs of the plan's 4" in proc.stderr
+    agg = json.loads((results / "smoke.json").read_text())
+    assert {r["arm"] for r in agg["table"].values()} == {"sasrec", "prism"}
+    assert agg["table"]["synthetic/ce/sasrec"] == first["table"]["synthetic/ce/sasrec"]  # read, not retrained
+    (cmp,) = agg["comparisons"]
+    assert (cmp["arm"], cmp["vs"]) == ("prism", "sasrec")
+
+
 def test_suite_continues_a_run_that_sigterm_interrupted(tmp_path):
     """A run stopped by SIGTERM / Ctrl-C writes a summary of its best epoch so far ("stop_reason":
     "interrupted"); the suite must continue it from its resume state, not take it as finished."""
