@@ -304,3 +304,33 @@ def test_inspect_epoch_reads_the_latest_epochs_weights(tmp_path):
     assert 0 < res["content_variation"]["varying_share"] <= 1
     bad = subprocess.run(cmd[:3] + [str(tmp_path)] + cmd[4:], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "resume/model.safetensors" in bad.stderr
+
+
+def test_headline_table_reads_every_row_from_its_committed_aggregate(tmp_path):
+    """benchmarks/headline.yaml names sources, arms and comparisons that exist in benchmarks/results, and
+    the table repeats their numbers; a spec with an unknown key or an arm without a run is refused."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from headline import RESULTS, build_rows, load_spec, markdown
+
+    rows = build_rows(load_spec(ROOT / "benchmarks" / "headline.yaml"), RESULTS)
+    for r in rows:
+        agg = json.loads((RESULTS / r["source"]).read_text())
+        entry = agg["table"][f"{r['dataset']}/{r['loss']}/{r['arm']}"]
+        assert r["NDCG@10"] == entry["NDCG@10"] and r["seeds"] == entry["seeds"]
+        for key, vs in (("vs_vanilla", r["vanilla"]), ("vs_naive", r["naive"])):
+            if r[key] is not None:
+                (c,) = [c for c in agg["comparisons"]
+                        if (c["dataset"], c["loss"], c["arm"], c["vs"]) == (r["dataset"], r["loss"], r["arm"], vs)]
+                assert (r[key]["relative_ndcg10"], r[key]["t_pvalue"]) == (c["relative_ndcg10"], c["t_pvalue"])
+    assert any(r["vs_vanilla"] is not None for r in rows)
+    assert markdown(rows).count("\n") == len(rows) + 1
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rows:\n  - {source: beauty_ce_table.json, dataset: amazon_beauty, loss: ce, backbone: SASRec,"
+                   " vanilla: sasrec, arms: {PRISM: prism}, seed: 1}\n")
+    with pytest.raises(SystemExit, match="row 1: unknown keys \\['seed'\\]"):
+        load_spec(bad)
+    bad.write_text("rows:\n  - {source: beauty_ce_table.json, dataset: amazon_beauty, loss: ce, backbone: SASRec,"
+                   " vanilla: sasrec, arms: {PRISM: noSuchArm}}\n")
+    with pytest.raises(SystemExit, match="no finished run of amazon_beauty/ce/noSuchArm"):
+        build_rows(load_spec(bad), RESULTS)
