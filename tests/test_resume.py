@@ -53,6 +53,25 @@ def test_stop_and_resume_equals_the_uninterrupted_run(variant, tmp_path):
     assert not (tmp_path / "b" / "resume.tmp").exists() and (tmp_path / "b" / "resume" / "state.json").is_file()
 
 
+def test_a_resumed_run_records_which_code_trained_which_epochs(tmp_path, monkeypatch):
+    """Each epoch logs the code revision that trained it; the summary groups them into spans, so a run
+    continued after a commit says so (``source_revision`` alone names only the process that finished it)."""
+    import prismrec.api as api
+
+    sets = TINY + ["train.patience=100", "train.seed=5"]
+    monkeypatch.setattr(api, "source_revision", lambda: "aaaa111")
+    train(build_config(overrides=sets + ["train.epochs=2"]), tmp_path / "r", progress=False)
+    monkeypatch.setattr(api, "source_revision", lambda: "bbbb222+dirty")
+    summary = resume(tmp_path / "r", ["train.epochs=3"], progress=False).summary
+    assert [r["source_revision"] for r in metrics(tmp_path / "r")] == ["aaaa111", "aaaa111", "bbbb222+dirty"]
+    assert summary["source_revision"] == "bbbb222+dirty"
+    assert summary["source_revisions"] == [{"revision": "aaaa111", "first_epoch": 1, "last_epoch": 2},
+                                           {"revision": "bbbb222+dirty", "first_epoch": 3, "last_epoch": 3}]
+    # epochs logged before revisions were (or outside a checkout) form a span of their own
+    assert api.revision_spans([{"epoch": 1}, {"epoch": 2}, {"epoch": 3, "source_revision": "c"}]) == [
+        {"revision": None, "first_epoch": 1, "last_epoch": 2}, {"revision": "c", "first_epoch": 3, "last_epoch": 3}]
+
+
 def test_resume_after_an_interrupt_continues_from_the_last_finished_epoch(tmp_path, monkeypatch):
     sets = TINY + ["train.epochs=5", "train.patience=100"]
     train(build_config(overrides=sets), tmp_path / "a", progress=False)

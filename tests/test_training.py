@@ -36,7 +36,7 @@ def test_run_directory_and_reload_reproduce_summary(tiny_cfg, tmp_path):
     assert {"config.yaml", "model.safetensors", "metrics.jsonl", "summary.json"} <= files
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     for key in ("valid", "test", "best_epoch", "epochs_run", "seconds_per_epoch", "eval_seconds",
-                "prismrec_version", "source_revision"):
+                "prismrec_version", "source_revision", "source_revisions"):
         assert key in summary
     assert "NDCG@10" in summary["valid"] and "HR@10" in summary["test"]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()

@@ -284,7 +284,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
     save_config(cfg, run_dir / "config.yaml")
     trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress,
-                      tags={"item_map_fingerprint": run.dataset.item_map_fingerprint()})
+                      tags={"item_map_fingerprint": run.dataset.item_map_fingerprint()}, revision=revision)
     # a run cut off (or interrupted: its summary says so) after its last epoch is just finished
     fit = trainer.fit(resume=resume, finished_ok=resume and finished_summary(run_dir) is None)
     valid = run.evaluate("valid")
@@ -313,12 +313,28 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         "item_map_fingerprint": run.dataset.item_map_fingerprint(),
         "prismrec_version": __version__,
         "source_revision": revision,  # git commit of the code at the start (None outside a checkout)
+        # which code trained which epochs: a run resumed after a commit has several spans
+        "source_revisions": revision_spans(fit.history),
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
     }
     write_json(summary, run_dir / "summary.json")
     write_ranks(run_dir, run, valid, test)
     run.run_dir, run.summary = run_dir, summary
     return run
+
+
+def revision_spans(history: list[dict]) -> list[dict]:
+    """The epochs of ``history`` (metrics.jsonl records) grouped into spans trained by the same code:
+    ``[{"revision", "first_epoch", "last_epoch"}, ...]`` in epoch order; ``revision`` is None for epochs
+    that did not log one (trained outside a git checkout, or before prismrec logged it)."""
+    spans: list[dict] = []
+    for record in history:
+        rev = record.get("source_revision")
+        if spans and spans[-1]["revision"] == rev:
+            spans[-1]["last_epoch"] = record["epoch"]
+        else:
+            spans.append({"revision": rev, "first_epoch": record["epoch"], "last_epoch": record["epoch"]})
+    return spans
 
 
 def write_ranks(out_dir: Path, run: Run, valid: EvalResult, test: EvalResult) -> None:

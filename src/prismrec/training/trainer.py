@@ -58,8 +58,9 @@ class FitResult:
 class Trainer:
     def __init__(self, model: SequentialRecommender, data: LeaveOneOut, cfg: TrainConfig, eval_cfg: EvalConfig,
                  device: torch.device, run_dir: str | Path | None = None, progress: bool = True,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, revision: str | None = None) -> None:
         self.model, self.data, self.cfg, self.eval_cfg = model, data, cfg, eval_cfg
+        self.revision = revision  # the code's git revision, logged with every epoch it trains (None: not logged)
         self.device, self.progress = device, progress
         self.metrics_path = Path(run_dir) / "metrics.jsonl" if run_dir else None
         self.resume_dir = Path(run_dir) / RESUME_DIR if run_dir and cfg.resume_state else None
@@ -263,6 +264,8 @@ class Trainer:
                 losses = self.train_epoch(epoch)
                 st.epoch_times.append(time.perf_counter() - t0)
                 record = {"epoch": epoch, **losses, "train_seconds": round(st.epoch_times[-1], 3)}
+                if self.revision is not None:  # a resumed run's epochs may come from different code
+                    record["source_revision"] = self.revision
                 if epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs:
                     res = self.evaluate("valid")
                     record["valid"] = res.metrics
