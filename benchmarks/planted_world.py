@@ -134,6 +134,9 @@ def main() -> None:
     ap.add_argument("--aggregate-only", action="store_true",
                     help="start no training run: analyse the runs that already finished")
     args = ap.parse_args()
+    from suite import load_plan  # imports prismrec (and torch): not needed for --help
+
+    plan = load_plan(args.plan)  # checked before any training starts; its compare pairs are tested per type
     suite_cmd = [sys.executable, str(HERE / "suite.py"), "--plan", args.plan, "--out", args.out,
                  "--jobs", str(args.jobs), "--device", args.device, "--time-budget", str(args.time_budget)]
     if args.aggregate_only:
@@ -209,8 +212,6 @@ def main() -> None:
     for arm, d in table.items():
         lines.append(f"| {arm} | " + " | ".join(f"{d[n]['mean']:.4f} ± {d[n]['std']:.4f}" for n in names + ["all"])
                      + " |")
-    import yaml
-    plan = yaml.safe_load(Path(args.plan).read_text())
     type_tests = per_type_comparisons(plan.get("compare") or {}, by_arm, types, names)
     if type_tests:
         lines.append("\nPaired tests inside each planted type (the plan's comparisons; each user's NDCG@10 averaged "
