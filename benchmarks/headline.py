@@ -73,16 +73,15 @@ def build_rows(spec_rows: list[dict], results: Path) -> list[dict]:
             entry = agg.get("table", {}).get(f"{ds}/{loss}/{arm}")
             if entry is None:
                 raise SystemExit(f"headline: {path} has no finished run of {ds}/{loss}/{arm}")
-            vs_naive = None
-            if row.get("naive") and arm not in (row["vanilla"], row["naive"]):
-                vs_naive = _comparison(agg, ds, loss, arm, row["naive"])
+            naive_compared = bool(row.get("naive")) and arm not in (row["vanilla"], row["naive"])
             out.append({
                 "dataset": ds, "loss": loss, "backbone": row["backbone"], "label": label, "arm": arm,
                 "vanilla": row["vanilla"],
                 "source": row["source"], "seeds": entry["seeds"],
                 "NDCG@10": entry["NDCG@10"], "HR@10": entry["HR@10"],
                 "vs_vanilla": None if arm == row["vanilla"] else _comparison(agg, ds, loss, arm, row["vanilla"]),
-                "naive": row.get("naive"), "vs_naive": vs_naive,
+                "naive": row.get("naive"), "naive_compared": naive_compared,
+                "vs_naive": _comparison(agg, ds, loss, arm, row["naive"]) if naive_compared else None,
                 "paper": row.get("paper") if label == "vanilla" else None, "note": row.get("note", ""),
             })
     return out
@@ -105,8 +104,7 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         paper = "" if not r["paper"] else f"{r['paper'][0]:.4f} → {r['paper'][1]:.4f}"
         spread = f" ± {r['NDCG@10']['std']:.4f}" if len(r["seeds"]) > 1 else ""  # no spread from one seed
-        compared = r["naive"] and r["label"] != "vanilla" and r["arm"] != r["naive"]
-        naive = _cell(r["vs_naive"]) if compared else ""
+        naive = _cell(r["vs_naive"]) if r["naive_compared"] else ""
         lines.append(
             f"| {r['dataset']} | {r['loss']} | {r['backbone']} | {r['label']} (`{r['arm']}`) | "
             f"{r['NDCG@10']['mean']:.4f}{spread} | {r['HR@10']['mean']:.4f} | "
