@@ -29,6 +29,10 @@ def test_diffusion_views_reports_every_guidance_and_start(tmp_path):
     assert res["prefixes"] == 64 and 0 < res["alpha_bar_T"] < 1
     for r in rows.values():
         assert -1 <= r["cos_to_target"] <= 1 and 0 <= r["HR@10"] <= 1 and 0 < r["MRR"] <= 1
+    # every arm samples with the same noise, so the guidance alone sets them apart: a guidance that did
+    # not reach the sampler (or one arm reusing another's) would give equal rows
+    cos = {k: rows[k]["cos_to_target"] for k in ("partner", "shuffled", "null")}
+    assert len({round(v, 6) for v in cos.values()}) == 3, cos
     # a prefix's own representation retrieves itself among 16 (the InfoNCE positive), barring duplicates
     assert rows["prefix representation itself"]["cl_retrieval_accuracy"] > 0.8
 

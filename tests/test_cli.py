@@ -48,6 +48,14 @@ def test_train_with_prism_on_synthetic(tmp_path, capsys):
                  *sets(TINY + ["model.prism.enabled=true"])]) == 0
     s = json.loads(capsys.readouterr().out)
     assert 0.0 <= s["test"]["NDCG@10"] <= 1.0
+    # PRISM trained: its interaction losses were logged, and its experts are in the saved weights
+    record = json.loads((tmp_path / "p" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"L_synergy", "L_redundancy"} <= record.keys()
+    assert sum(k.startswith("L_unique_") for k in record) == 2  # one unique expert per modality
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "p" / "model.safetensors"), "pt") as f:
+        assert any(".experts." in k for k in f.keys())
 
 
 @pytest.mark.parametrize("argv,needle", [

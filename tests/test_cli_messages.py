@@ -50,7 +50,11 @@ def test_export_recbole_reads_a_sequence_file(tmp_path, capsys):
     seq = tmp_path / "seq.txt"
     seq.write_text("1 1 2 3\n2 2 3 4\n")
     assert main(["data", "export-recbole", "--data", str(seq), "--out", str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / "seq.inter").is_file()
+    rows = (tmp_path / "out" / "seq.inter").read_text().splitlines()
+    assert rows[0].split("\t") == ["user_id:token", "item_id:token", "timestamp:float"]
+    # each user's items in order, the position in the history as the timestamp
+    assert [tuple(r.split("\t")) for r in rows[1:]] == [
+        ("1", "1", "0.0"), ("1", "2", "1.0"), ("1", "3", "2.0"), ("2", "2", "0.0"), ("2", "3", "1.0"), ("2", "4", "2.0")]
 
 
 # ----------------------------------------------------------------------------- 2. nothing to do is an error

@@ -186,6 +186,28 @@ def test_damaged_resume_state_is_named(run_copy, capsys, name, content):
           str(run_copy / "resume" / name), "the resume state is damaged", "start a fresh run", "--overwrite")
 
 
+class _RunsCode:
+    """Unpickling this runs a shell command (the attack that ``weights_only=True`` refuses)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_resume_state_that_would_run_code_is_refused_unrun(run_copy, capsys, tmp_path):
+    import torch
+
+    marker = tmp_path / "pwned"
+    (run_copy / "summary.json").unlink()
+    torch.save({"state": _RunsCode(marker)}, run_copy / "resume" / "optimizer.pt")
+    fails(["train", "--quiet", "--resume", str(run_copy)], capsys,
+          str(run_copy / "resume" / "optimizer.pt"), "the resume state is damaged")
+    assert not marker.exists()  # refused before anything was unpickled into a call
+
+
 def test_missing_resume_file_is_named(run_copy, capsys):
     (run_copy / "summary.json").unlink()
     (run_copy / "resume" / "optimizer.pt").unlink()

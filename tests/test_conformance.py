@@ -6,7 +6,6 @@ safetensors save/load round trip, and full-ranking evaluation with history exclu
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 from prismrec.cli import main
-from prismrec.config import ModelConfig, build_config
+from prismrec.config import build_config
 from prismrec.data import LeaveOneOut, Sequences
 from prismrec.data.sequences import PAD_ID
 from prismrec.evaluation import evaluate
@@ -32,10 +31,6 @@ TINY_MODEL = [
 ]
 
 
-def has_prism() -> bool:
-    return "prism" in {f.name for f in dataclasses.fields(ModelConfig)}
-
-
 def features() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
     present = torch.ones(N_ITEMS + 1, dtype=torch.bool)
@@ -48,8 +43,6 @@ def item_input_overrides(arm: str) -> list[str]:
     """The item-input variants of the suite: plain IDs, or PRISM around them."""
     if arm == "id":
         return []
-    if not has_prism():
-        pytest.skip("PRISM not available yet")
     base = ["model.prism.enabled=true", "model.prism.expert_dropout=0.0", "model.prism.fusion_dropout=0.0"]
     extra = {"prism": [], "prism-item-bias": ["model.item_bias=true"],
              "prism-user-output": ["model.prism.output_content=true", "model.prism.output_fusion=user"]}

@@ -140,7 +140,9 @@ def test_cli_evaluate_with_the_prior_saves_ranks_that_compare_reads(tmp_path, ca
     assert ranks.fingerprint == trained["item_map_fingerprint"]
     assert per_user_metric(ranks.ranks, "NDCG@10").mean() == pytest.approx(out["NDCG@10"])
     assert main(["compare", "--run", str(saved), "--against", str(run), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)
+    ndcg = json.loads(capsys.readouterr().out)["tests"][0]  # the saved ranks, user by user, against the run's
+    assert ndcg["metric"] == "NDCG@10" and ndcg["users"] == 80
+    assert ndcg["mean_a"] == pytest.approx(out["NDCG@10"]) and ndcg["mean_b"] == pytest.approx(trained["test"]["NDCG@10"])
 
     assert main(["evaluate", "--run", str(run), "--popularity-prior", "auto", "--prior-betas", "0,1"]) == 0
     text = capsys.readouterr().out

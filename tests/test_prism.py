@@ -140,6 +140,31 @@ def test_every_variant_builds_and_trains_a_step(prism):
     assert ("L_transition" in parts) == bool(prism.get("lambda_transition"))
 
 
+@pytest.mark.parametrize("m", [2, 3])
+def test_naive_fusers_compute_what_their_names_say(m):
+    """The naive-fusion baselines on (P, M, D) modality embeddings: sum and mean over the modalities;
+    gated = sum_m a_m e_m with a = softmax over the M modalities of v^T tanh(W e_m), written out here
+    per modality; concat = its MLP on the modalities laid side by side."""
+    g = torch.Generator().manual_seed(3)
+    modal = torch.randn(5, m, D, generator=g)
+    same = modal[:, :1].expand(-1, m, -1)  # every modality carries the same vector
+    fusers = {method: make({"method": method}, m=m).item_input.fuser for method in ("sum", "mean", "gated", "concat")}
+    with torch.no_grad():
+        torch.testing.assert_close(fusers["sum"].item_part(modal), sum(modal[:, k] for k in range(m)))
+        torch.testing.assert_close(fusers["mean"].item_part(modal), sum(modal[:, k] for k in range(m)) / m)
+        gated = fusers["gated"]
+        scores = torch.stack([gated.score(torch.tanh(gated.proj(modal[:, k])))[:, 0] for k in range(m)], dim=1)
+        a = torch.exp(scores) / torch.exp(scores).sum(dim=1, keepdim=True)  # (P, M)
+        assert not torch.allclose(a, torch.full_like(a, 1 / m), atol=1e-3)  # the weights differ per modality
+        torch.testing.assert_close(gated.item_part(modal), (a.unsqueeze(-1) * modal).sum(dim=1))
+        torch.testing.assert_close(gated.item_part(same), modal[:, 0])  # a convex combination
+        concat = fusers["concat"]
+        torch.testing.assert_close(concat.item_part(modal), concat.mlp(torch.cat(list(modal.unbind(1)), dim=-1)))
+        swapped = modal.flip(1)  # concat sees which modality is which; sum / mean / gated do not
+        assert not torch.allclose(concat.item_part(swapped), concat.item_part(modal))
+        torch.testing.assert_close(fusers["gated"].item_part(swapped), fusers["gated"].item_part(modal))
+
+
 def test_content_gate_is_causal_in_the_unit_interval_and_closed_leaves_the_id_path():
     model = make({"content_gate": True}).eval()
     mm = model.item_input

@@ -9,6 +9,7 @@ from prismrec.models import TrainBatch, build_model
 from prismrec.models.stochastic_attention import (elu_plus_one, pairwise_wasserstein_distance,
                                                   wasserstein_distance)
 from prismrec.models.stosa import split_gaussian
+from prismrec.prism.losses import fusion_balance_loss
 
 N, L, D = 25, 7, 8
 
@@ -103,10 +104,8 @@ def test_ce_variant_is_softmax_over_negative_distances():
 
 
 def test_prism_reaches_both_streams_with_shared_experts():
-    from test_conformance import features, has_prism
+    from test_conformance import features
 
-    if not has_prism():
-        pytest.skip("PRISM not available yet")
     feats = {k: (v[0][:N + 1], v[1][:N + 1]) for k, v in features().items()}
     model, _ = make("model.prism.enabled=true", features=feats)
     model.train()
@@ -131,12 +130,10 @@ def test_prism_reaches_both_streams_with_shared_experts():
 
 
 def test_content_on_the_mean_stream_only():
-    from test_conformance import features, has_prism
+    from test_conformance import features
 
     from prismrec.models.item_input import IDEmbedding
 
-    if not has_prism():
-        pytest.skip("PRISM not available yet")
     feats = {k: (v[0][:N + 1], v[1][:N + 1]) for k, v in features().items()}
     model, _ = make("model.prism.enabled=true", "model.stosa.content_streams=mean", features=feats)
     assert type(model.cov_input) is IDEmbedding  # no content, no shared PRISM parts on the cov stream
@@ -184,8 +181,20 @@ def test_fusion_balance_loss_comes_from_both_streams():
     feats = {k: (v[0][:N + 1], v[1][:N + 1]) for k, v in features().items()}
     model, _ = make("model.prism.enabled=true", "model.prism.lambda_fusion_balance=1.0", features=feats)
     model.train()
+    fuser, seen = model.item_input.fuser, []  # one fuser, shared by the two streams' item inputs
+    real = fuser.balance_loss
+
+    def record(weights, padding_mask):
+        seen.append((weights.detach(), padding_mask))
+        return real(weights, padding_mask)
+
+    fuser.balance_loss = record
     parts = model.training_loss(batch()).parts
-    assert parts["L_fusion_balance"] > 0  # averaged over the mean and covariance streams
+    assert len(seen) == 2  # each stream's own fusion weights (its ID embeddings enter the fusion MLP)
+    assert not torch.allclose(seen[0][0], seen[1][0])
+    mean_stream, cov_stream = (fusion_balance_loss(w, m) for w, m in seen)
+    assert mean_stream > 0 and cov_stream > 0
+    torch.testing.assert_close(parts["L_fusion_balance"], 0.5 * (mean_stream + cov_stream))  # lambda = 1
 
 
 def test_prediction_level_interaction_losses_train_and_see_more_than_the_offset():

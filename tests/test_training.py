@@ -81,8 +81,7 @@ def test_early_stopping_restores_best(tmp_path):
     best = max(records, key=lambda r: r["valid"]["NDCG@10"])
     assert s["best_epoch"] == best["epoch"]
     assert abs(s["valid"]["NDCG@10"] - best["valid"]["NDCG@10"]) < 1e-9
-    if s["stopped_early"]:
-        assert s["epochs_run"] - s["best_epoch"] == 2
+    assert s["stopped_early"] and s["epochs_run"] - s["best_epoch"] == 2
 
 
 def test_negative_sampling_avoids_history_and_padding():
@@ -97,8 +96,10 @@ def test_negative_sampling_avoids_history_and_padding():
 
 def test_bce_training_runs(tmp_path):
     cfg = build_config(overrides=TINY + ["train.loss=bce"])
-    s = train(cfg, tmp_path / "bce", progress=False).summary
+    run = train(cfg, tmp_path / "bce", progress=False)
+    s = run.summary
     assert s["loss"] == "bce" and 0 <= s["test"]["NDCG@10"] <= 1
+    assert run.model.needs_negatives  # BCE scores each target against a sampled negative
 
 
 def test_checkpoint_loading_never_unpickles(tiny_cfg, tmp_path):
@@ -287,11 +288,29 @@ def test_auto_batching_and_patience_follow_the_loss_the_model_trains_with(stosa_
 
 
 def test_fusion_balance_loss_in_micro_batches(tmp_path):
+    """The balance term is each part's (on its own fusion weights), weighted by its share of the
+    step's users, while the item-level interaction losses are the step's, computed once."""
+    from prismrec.prism.losses import fusion_balance_loss
+
     cfg = build_config(overrides=TINY + ["model.prism.enabled=true", "model.prism.lambda_fusion_balance=0.5",
                                          "train.micro_batches=2", "train.epochs=1"])
+    run = build(cfg)
+    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, progress=False)
+    run.model.train()
+    fuser, seen = run.model.item_input.fuser, []
+    real = fuser.balance_loss
+
+    def record(weights, padding_mask):
+        seen.append(float(fusion_balance_loss(weights.detach(), padding_mask)) * weights.shape[0] / run.data.num_users)
+        return real(weights, padding_mask)
+
+    fuser.balance_loss = record
+    _, parts = trainer.accumulate_gradients(torch.arange(run.data.num_users))
+    assert len(seen) == 2 and min(seen) > 0  # one term per part
+    assert parts["L_fusion_balance"] == pytest.approx(0.5 * sum(seen), rel=1e-5)
     train(cfg, tmp_path / "run", progress=False)
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
-    assert record["L_fusion_balance"] > 0 and "L_synergy" in record  # per part, and once per step
+    assert record["L_fusion_balance"] > 0 and "L_synergy" in record
 
 
 @pytest.mark.parametrize("extra", [OUTPUT_ITEMS, OUTPUT_USER])
