@@ -221,8 +221,11 @@ def feature_tensors(dataset: RecDataset, modalities: tuple[str, ...] = ()) -> di
 
 
 def build(cfg: ExperimentConfig, dataset: RecDataset | None = None, device: torch.device | None = None) -> Run:
-    """Load data and build an untrained model for ``cfg`` (seeded)."""
+    """Load data and build an untrained model for ``cfg`` (seeded). The run's config names the feature
+    matrices the model reads: with PRISM on and ``data.modalities`` empty ("all available") it becomes
+    the dataset's list, so a matrix added to the dataset later does not change what the saved run loads."""
     dataset = dataset if dataset is not None else dataset_from_config(cfg)
+    cfg = resolve_modalities(cfg, dataset)
     data = LeaveOneOut.build(dataset.sequences, cfg.data.max_seq_len)
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, dataset.num_items, cfg.data.max_seq_len, cfg.train.loss,
@@ -230,6 +233,14 @@ def build(cfg: ExperimentConfig, dataset: RecDataset | None = None, device: torc
                         torch.from_numpy(train_item_counts(dataset.sequences)))
     device = device or resolve_device(cfg.train.device)
     return Run(config=cfg, dataset=dataset, data=data, model=model.to(device), device=device)
+
+
+def resolve_modalities(cfg: ExperimentConfig, dataset: RecDataset) -> ExperimentConfig:
+    """``cfg`` with ``data.modalities`` set to the dataset's feature matrices, in their order, where PRISM
+    (or a naive fusion) reads them and the config left the list empty; otherwise ``cfg`` unchanged."""
+    if not cfg.model.prism.enabled or cfg.data.modalities:
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, modalities=tuple(dataset.features)))
 
 
 def default_run_dir(cfg: ExperimentConfig, dataset: RecDataset) -> Path:
@@ -271,6 +282,10 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
                       "all-position training an earlier position's input depends on the later items it is "
                       "trained to predict (a future leak); fusion_scope=causal (the default) does not",
                       stacklevel=2)
+    ignored = ignored_prism_keys(cfg)
+    if ignored:
+        warnings.warn(f"{', '.join(ignored)} set, but model.prism.enabled=false: they change nothing, the model is "
+                      f"the plain {cfg.model.backbone} (add --set model.prism.enabled=true to use them)", stacklevel=2)
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     revision = source_revision()  # the code this process loaded, before any commit made while it trains
@@ -282,9 +297,11 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         for name in ("metrics.jsonl", "summary.json", "ranks.npz", "model.safetensors"):
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
+    cfg = run.config  # with the feature matrices it reads named
     save_config(cfg, run_dir / "config.yaml")
     trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress,
-                      tags={"item_map_fingerprint": run.dataset.item_map_fingerprint()}, revision=revision)
+                      tags={"item_map_fingerprint": run.dataset.item_map_fingerprint(),
+                            "sequences_fingerprint": run.dataset.sequences_fingerprint()}, revision=revision)
     # a run cut off (or interrupted: its summary says so) after its last epoch is just finished
     fit = trainer.fit(resume=resume, finished_ok=resume and finished_summary(run_dir) is None)
     valid = run.evaluate("valid")
@@ -311,6 +328,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "item_map_fingerprint": run.dataset.item_map_fingerprint(),
+        "sequences_fingerprint": run.dataset.sequences_fingerprint(),
         "prismrec_version": __version__,
         "source_revision": revision,  # git commit of the code at the start (None outside a checkout)
         # which code trained which epochs: a run resumed after a commit has several spans
@@ -321,6 +339,16 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     write_ranks(run_dir, run, valid, test)
     run.run_dir, run.summary = run_dir, summary
     return run
+
+
+def ignored_prism_keys(cfg: ExperimentConfig) -> list[str]:
+    """The ``model.prism.*`` keys that differ from their defaults while PRISM is off (they do nothing)."""
+    prism = cfg.model.prism
+    if prism.enabled:
+        return []
+    default = type(prism)()
+    return [f"model.prism.{f.name}={getattr(prism, f.name)!r}" for f in dataclasses.fields(prism)
+            if getattr(prism, f.name) != getattr(default, f.name)]
 
 
 def revision_spans(history: list[dict]) -> list[dict]:
@@ -359,7 +387,8 @@ def save_prior_ranks(run: Run, out_dir: str | Path, beta: float, choice: PriorCh
                "popularity_counts": "observed before each split's targets (valid: s[:-2], test: s[:-1])",
                "popularity_choice": None if choice is None else choice.to_dict(), "dataset": run.dataset.name,
                "valid": res["valid"].metrics, "test": res["test"].metrics,
-               "item_map_fingerprint": run.dataset.item_map_fingerprint(), "prismrec_version": __version__,
+               "item_map_fingerprint": run.dataset.item_map_fingerprint(),
+               "sequences_fingerprint": run.dataset.sequences_fingerprint(), "prismrec_version": __version__,
                "finished": _dt.datetime.now().isoformat(timespec="seconds")}
     write_json(summary, out_dir / "summary.json")
     write_ranks(out_dir, run, res["valid"], res["test"])
@@ -447,12 +476,17 @@ def _leaves(cfg, prefix: str = ""):
 
 
 def check_trained_on(run_dir: str | Path, summary: dict | None, dataset: RecDataset) -> None:
-    """Refuse ``dataset`` when its item map differs from the one the run in ``run_dir`` was trained on
-    (the fingerprint in the run's ``summary``; a run that predates the fingerprint is not checked)."""
+    """Refuse ``dataset`` when its item map or its interactions differ from those the run in ``run_dir``
+    was trained on (the fingerprints in the run's ``summary``; one a run predates is not checked)."""
     trained = (summary or {}).get("item_map_fingerprint")
     if trained not in (None, dataset.item_map_fingerprint()):
         raise DataError(f"{run_dir} was trained on another dataset, with a different item map "
                         f"({trained} vs {dataset.item_map_fingerprint()})")
+    trained = (summary or {}).get("sequences_fingerprint")
+    if trained not in (None, dataset.sequences_fingerprint()):
+        raise DataError(f"{run_dir} was trained on other interactions than those of {dataset.source or dataset.name} "
+                        f"(sequences_fingerprint {trained} vs {dataset.sequences_fingerprint()}): the same items, "
+                        f"but other users or histories; give the run's own data with --data")
 
 
 def _saved_config(run_dir: Path, device: str | None, data_path: str | None) -> ExperimentConfig:
@@ -495,7 +529,16 @@ def load_run(run_dir: str | Path, device: str | None = None, data_path: str | No
     run = build(cfg)
     summary = _saved_summary(run_dir)
     check_trained_on(run_dir, summary, run.dataset)
-    load_weights(run.model, run_dir, run.device)
+    try:
+        load_weights(run.model, run_dir, run.device)
+    except DataError as exc:
+        if run.config.data.modalities == cfg.data.modalities:
+            raise
+        # saved before runs named their feature matrices: "all available" may now be others
+        raise DataError(f"{exc} {run_dir / 'config.yaml'} has data.modalities: [] (every feature matrix of the "
+                        f"dataset, now {list(run.config.data.modalities)}); if the dataset gained or rebuilt a "
+                        f"matrix after training, set data.modalities in that file to the ones the run was "
+                        f"trained with") from None
     run.run_dir, run.summary = run_dir, summary
     return run
 

@@ -73,6 +73,7 @@ class SyntheticConfig:
                "data.synthetic.feature_noise must be a finite number >= 0")
         _check(0.0 <= self.follow_prob <= 1.0, "data.synthetic.follow_prob must be in [0, 1]")
         _check(self.synergy_categories in (2, 4, 8), "data.synthetic.synergy_categories must be 2, 4 or 8")
+        _check(self.seed >= 0, f"data.synthetic.seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ class DataConfig:
     min_seq_len: int = 3
     """Users with fewer items are dropped (with a warning); 3 is the minimum for leave-one-out."""
     modalities: tuple[str, ...] = ()
-    """Feature matrices to load (names under ``features/``); empty = all available."""
+    """Feature matrices to load (names under ``features/``); empty = all available. A run with
+    ``model.prism.enabled`` saves the list it read in its ``config.yaml``, so a matrix added to the
+    dataset later does not change the saved run."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     """Settings of the embedded synthetic world (used only when ``path`` is ``None``)."""
 

@@ -67,6 +67,16 @@ class RecDataset:
     def item_map_fingerprint(self) -> str:
         return item_map_fingerprint(self.num_items, self.item_raw_ids)
 
+    def sequences_fingerprint(self) -> str:
+        """sha256 over the users and their item sequences, in order: two datasets with the same item map
+        (e.g. two sequence files with items 1..N, or two synthetic worlds) but different interactions
+        differ here, so a run is not evaluated or compared on data it was not trained on."""
+        seqs = self.sequences
+        h = hashlib.sha256(f"{seqs.num_users}:{seqs.num_interactions}:{self.num_items}\n".encode())
+        for array in (seqs.user_ids, seqs.offsets, seqs.items):
+            h.update(np.ascontiguousarray(array, dtype="<i8").tobytes())
+        return h.hexdigest()[:16]
+
     def statistics(self) -> dict:
         lengths = self.sequences.lengths
         n_int = self.sequences.num_interactions

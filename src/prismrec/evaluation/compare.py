@@ -96,6 +96,7 @@ class SavedRanks:
     ranks: np.ndarray  # (U,) 1-based target ranks of one split
     user_ids: np.ndarray | None  # (U,) as saved by the run; None in folders that kept none
     fingerprint: str | None  # summary.json's item_map_fingerprint, where there is one
+    sequences_fingerprint: str | None = None  # summary.json's sequences_fingerprint (runs since 2026-12-06)
 
 
 def load_ranks(run_dir: str | Path, split: str = "test") -> SavedRanks:
@@ -117,14 +118,15 @@ def load_ranks(run_dir: str | Path, split: str = "test") -> SavedRanks:
     if ranks.ndim != 1 or not np.issubdtype(ranks.dtype, np.integer) or (len(ranks) and ranks.min() < 1):
         raise DataError(f"{path}: {split!r} must be a 1-d array of integer ranks >= 1, got "
                         f"shape {ranks.shape}, dtype {ranks.dtype}")
-    fingerprint = None
+    info = {}
     summary = run_dir / "summary.json"
     if summary.is_file():
         try:
-            fingerprint = json.loads(summary.read_text()).get("item_map_fingerprint")
+            info = json.loads(summary.read_text())
         except (OSError, ValueError):
-            fingerprint = None
-    return SavedRanks(run_dir, ranks, user_ids, fingerprint)
+            info = {}
+    info = info if isinstance(info, dict) else {}
+    return SavedRanks(run_dir, ranks, user_ids, info.get("item_map_fingerprint"), info.get("sequences_fingerprint"))
 
 
 def _check_same_users(saved: Sequence[SavedRanks]) -> None:
@@ -136,6 +138,10 @@ def _check_same_users(saved: Sequence[SavedRanks]) -> None:
         if ref.fingerprint and s.fingerprint and ref.fingerprint != s.fingerprint:
             raise DataError(f"{s.run_dir} and {ref.run_dir} were trained on different item maps "
                             f"(item_map_fingerprint {s.fingerprint} vs {ref.fingerprint} in summary.json)")
+        if ref.sequences_fingerprint and s.sequences_fingerprint and ref.sequences_fingerprint != s.sequences_fingerprint:
+            raise DataError(f"{s.run_dir} and {ref.run_dir} were trained on different interactions "
+                            f"(sequences_fingerprint {s.sequences_fingerprint} vs {ref.sequences_fingerprint} in "
+                            f"summary.json): their users' ranks are not paired")
         if ref.user_ids is not None and s.user_ids is not None and not np.array_equal(ref.user_ids, s.user_ids):
             first = int(np.flatnonzero(ref.user_ids != s.user_ids)[0])
             raise DataError(f"{s.run_dir / RANKS_FILE} and {ref.run_dir / RANKS_FILE} list the users in "

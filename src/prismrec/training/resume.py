@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import ConfigError
 from ..data.sequences import DataError
+from .checkpoint import weights_mismatch
 
 RESUME_DIR = "resume"
 STATE_VERSION = 1
@@ -163,8 +164,8 @@ def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torc
                         generators: dict[str, torch.Generator], device: torch.device,
                         tags: dict[str, str] | None = None) -> TrainingState:
     """Restore model, optimizer and generators in place from ``directory``; return the loop state.
-    ``tags`` must equal the saved ones when given. A file that cannot be read (truncated, garbled,
-    missing) is a :class:`DataError` naming it."""
+    ``tags``, when given, must equal those saved (a tag the state predates is not checked). A file that
+    cannot be read (truncated, garbled, missing) is a :class:`DataError` naming it."""
     directory = Path(directory)
     if not (directory / "state.json").is_file():
         raise FileNotFoundError(f"{directory}: no saved training state (was the run trained with "
@@ -172,14 +173,17 @@ def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torc
     meta = _read_state_json(directory / "state.json")
     if meta.get("version") != STATE_VERSION:
         raise ConfigError(f"{directory}: training state version {meta.get('version')}, expected {STATE_VERSION}")
-    if tags is not None and meta.get("tags", {}) != tags:
-        raise DataError(f"{directory}: the run was trained with {meta.get('tags')}, not {tags} "
+    saved_tags = meta.get("tags", {}) if isinstance(meta.get("tags"), dict) else {}
+    # a tag the saved state predates (sequences_fingerprint, since 2026-12-06) is not checked
+    if tags is not None and any(saved_tags.get(k, v) != v for k, v in tags.items()):
+        raise DataError(f"{directory}: the run was trained with {saved_tags}, not {tags} "
                         f"(a different dataset?)")
     weights = _load_tensors(directory / "model.safetensors", device)
     try:
         model.load_state_dict(weights)
-    except RuntimeError:
-        raise damaged(directory / "model.safetensors", "its tensors do not fit the run's model") from None
+    except RuntimeError:  # readable, but not this model's: the config or the data changed, not the file
+        raise DataError(f"{directory / 'model.safetensors'} does not fit the model built from the run's "
+                        f"config.yaml and dataset: {weights_mismatch(model, directory / 'model.safetensors')}") from None
     path = directory / "optimizer.pt"
     try:
         optimizer.load_state_dict(torch.load(path, map_location=device, weights_only=True))
