@@ -210,3 +210,11 @@ def test_prediction_level_interaction_losses_train_and_see_more_than_the_offset(
     assert out.parts["L_synergy"].item() < 0.99
     out.total.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_summary_names_the_loss_stosa_trained_with(tmp_path):
+    from conftest import TINY
+    from prismrec.api import train
+
+    cfg = build_config(overrides=TINY + ["model.backbone=stosa", "train.epochs=1", "train.loss=ce"])
+    assert train(cfg, tmp_path / "run", progress=False).summary["loss"] == cfg.model.stosa.loss != "ce"

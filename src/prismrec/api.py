@@ -311,7 +311,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     summary = {
         "dataset": run.dataset.name,
         "backbone": cfg.model.backbone,
-        "loss": cfg.train.loss,
+        "loss": run.model.loss_name,  # the loss it trained with (STOSA: its own, model.stosa.loss)
         "valid": valid.metrics,
         "test": test.metrics,
         "best_epoch": fit.best_epoch,
