@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from prismrec.config import ConfigError, ExperimentConfig, build_config, parse_set, to_dict, from_dict
@@ -53,6 +55,23 @@ def test_yaml_is_never_executed(tmp_path):
     p = tmp_path / "evil.yaml"
     p.write_text("train: !!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
+        build_config(p)
+
+
+def test_a_config_file_mistake_names_the_file_and_a_syntax_error_its_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}: unknown key\(s\) train.epoch"):
+        build_config(p)
+    p.write_text("train:\n  epochs: abc\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}: train.epochs: expected an integer"):
+        build_config(p, overrides=["train.lr=0.01"])
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("train:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"^unknown key\(s\) train.lr_typo"):  # the --set's, not the file's
+        build_config(ok, overrides=["train.lr_typo=1"])
+    p.write_text("train:\n  epochs: [3\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}:3:1: not valid YAML: .*starts at line 2, column 11"):
         build_config(p)
 
 

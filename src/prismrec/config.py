@@ -494,7 +494,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: builds plain data, never executes
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None:
+            context += f" that starts at line {start.line + 1}, column {start.column + 1}"
+        raise ConfigError(f"{where}: not valid YAML: {what}" + (f" ({context})" if context else "")) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -505,11 +511,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def build_config(config_file: str | Path | None = None, overrides: list[str] | None = None,
                  extra: Mapping[str, Any] | None = None) -> ExperimentConfig:
     """Defaults <- YAML recipe <- ``extra`` (e.g. CLI flags) <- ``--set`` overrides."""
-    raw: dict[str, Any] = load_yaml(config_file) if config_file else {}
-    if extra:
-        raw = deep_merge(raw, extra)
+    from_file: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    raw = deep_merge(from_file, extra) if extra else from_file
     raw = deep_merge(raw, parse_set(overrides))
-    return from_dict(ExperimentConfig, raw)
+    try:
+        return from_dict(ExperimentConfig, raw)
+    except ConfigError as exc:
+        if config_file and _same_error(from_file, exc):
+            raise ConfigError(f"{config_file}: {exc}") from None  # the file's own mistake: name it
+        raise
+
+
+def _same_error(raw: Mapping[str, Any], exc: ConfigError) -> bool:
+    """Whether ``raw`` alone fails with the error ``exc`` (so that error comes from it)."""
+    try:
+        from_dict(ExperimentConfig, raw)
+    except ConfigError as alone:
+        return str(alone) == str(exc)
+    return False
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
