@@ -126,6 +126,22 @@ def test_features_on_missing_path_says_it_does_not_exist(tmp_path, capsys):
     assert "nope is not a prepared dataset folder: the path does not exist" in err and "--from-folder" not in err
 
 
+def test_features_on_a_sequence_file_suggests_a_route_that_works(tmp_path, capsys, monkeypatch):
+    seq = tmp_path / "good.txt"
+    seq.write_text("1 1 2 3\n2 2 3 4\n3 4 3 1\n")
+    err = error_of(["features", "attributes", "--data", str(seq)], capsys)
+    assert "is a file, not a prepared dataset folder" in err and "--from-folder" not in err
+    commands = [c.split()[1:] for c in err.split("`")[1::2]]  # the suggested commands, run as written
+    assert [c[:2] for c in commands] == [["data", "export-recbole"], ["data", "prepare"]]
+    monkeypatch.chdir(tmp_path)
+    assert main(commands[0]) == 0
+    (tmp_path / "RB" / "good.item").write_text("item_id:token\tcategories:token_seq\n"
+                                               + "".join(f"{i}\tcat{i % 2} brand{i % 3}\n" for i in range(1, 5)))
+    assert main([*commands[1], "--no-progress"]) == 0
+    assert main(["features", "attributes", "--data", "DIR", "--dim", "2", "--no-progress"]) == 0
+    assert "attributes: wrote" in capsys.readouterr().out
+
+
 def test_min_rating_with_unknown_rating_field_lists_fields(tmp_path, capsys):
     inter = tmp_path / "a.inter"
     inter.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"

@@ -135,6 +135,25 @@ def test_missing_rows_must_be_zero(bench, tmp_path):
         load_dataset(out)
 
 
+def test_incomplete_prepared_folders_name_the_missing_file(bench, tmp_path, capsys):
+    out, _, _ = _prep_with_feature(bench, tmp_path)
+    fdir = out / "features"
+    (fdir / "text.json").rename(tmp_path / "text.json")  # a matrix without its JSON is not dropped silently
+    with pytest.raises(DataError, match=r"text\.npy has no .*features/text\.json beside it"):
+        load_dataset(out)
+    (tmp_path / "text.json").rename(fdir / "text.json")
+    (fdir / "text.npy").rename(tmp_path / "text.npy")  # nor a JSON without its matrix
+    with pytest.raises(DataError, match=r"text\.json has no .*features/text\.npy beside it"):
+        load_dataset(out, modalities=("text",))
+    (tmp_path / "text.npy").rename(fdir / "text.npy")
+    assert load_dataset(out).features.keys() == {"text"}
+    # without dataset.json the folder is not read as a benchmark folder with "modalities: none"
+    (out / "dataset.json").unlink()
+    assert run_cli(["data", "stats", "--data", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out / 'dataset.json'} is missing, but {fdir} is there")
+
+
 def test_edited_item_map_is_refused(bench, tmp_path):
     out = prepare_from_folder(bench, tmp_path / "prep")
     imap = out / "item_map.tsv"

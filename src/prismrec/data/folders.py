@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .attributes import ItemAttributes
 from .dataset import RecDataset
-from .prepared import check_ids, int_column, is_prepared, json_object, read_json, read_prepared, read_tsv_strings
+from .prepared import (DATASET_JSON, FEATURES_DIR, check_ids, int_column, is_prepared, json_object, read_json,
+                       read_prepared, read_tsv_strings)
 from .sequences import INT_TOKEN, DataError, read_sequence_file
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ def load_folder(folder: Path, *, min_seq_len: int = 3, modalities: tuple[str, ..
     folder = Path(folder)
     if is_prepared(folder):
         return read_prepared(folder, min_seq_len=min_seq_len, modalities=modalities)
+    if (folder / FEATURES_DIR).is_dir():  # a prepared folder without dataset.json, not a benchmark folder
+        raise DataError(f"{folder / DATASET_JSON} is missing, but {folder / FEATURES_DIR} is there: a prepared "
+                        f"folder is complete only with its dataset.json (written last; deleted, or the preparation "
+                        f"was interrupted); prepare the folder again with `prismrec data prepare`")
     if modalities:
         raise DataError(f"{folder} is a raw/benchmark folder without feature matrices, but modalities "
                         f"{list(modalities)} were requested; prepare it first: `prismrec data prepare folder "

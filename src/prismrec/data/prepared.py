@@ -13,7 +13,7 @@
 
 Every file is written to a temporary name and renamed, and ``dataset.json`` (or a
 feature's ``.json``) is written last, so a folder or matrix without its JSON is an
-interrupted write and is never read.
+interrupted write: it is refused when read, with an error naming the missing file.
 """
 from __future__ import annotations
 
@@ -343,8 +343,22 @@ def _read_id_column(path: Path, df: TsvTable, expected: int | None) -> None:
 
 
 def available_features(folder: str | Path) -> list[str]:
+    """The modalities under ``features/``; an ``.npy`` without its ``.json`` (an interrupted write, or one
+    deleted by hand) or a ``.json`` without its ``.npy`` is an error naming both files."""
     fdir = Path(folder) / FEATURES_DIR
-    return sorted(p.stem for p in fdir.glob("*.json")) if fdir.is_dir() else []
+    if not fdir.is_dir():
+        return []
+    names = {suffix: {p.stem for p in fdir.glob(f"*{suffix}") if not p.name.startswith(".")}  # .tmp files
+             for suffix in (".npy", ".json")}
+    for have, lack in ((".npy", ".json"), (".json", ".npy")):
+        lone = sorted(names[have] - names[lack])
+        if lone:
+            m = lone[0]
+            raise DataError(f"{fdir / (m + have)} has no {fdir / (m + lack)} beside it (a feature matrix is both "
+                            f"files; the write was interrupted or one was deleted): rebuild it with `prismrec "
+                            f"features text|clip|attributes --data {folder} --name {m}`, or delete "
+                            f"{fdir / (m + have)}")
+    return sorted(names[".json"])
 
 
 def read_feature_info(folder: str | Path, modality: str) -> dict:

@@ -54,6 +54,13 @@ def open_prepared(folder: str | Path) -> RecDataset:
     if not folder.exists():
         raise DataError(f"{folder} is not a prepared dataset folder: the path does not exist (give a folder "
                         f"written by `prismrec data prepare`)")
+    if folder.is_file():  # a sequence file: no raw item ids and no content; the RecBole route adds an .item file
+        name = folder.stem
+        raise DataError(f"{folder} is a file, not a prepared dataset folder; features are written into prepared "
+                        f"folders, and a sequence file carries no item text or attributes to encode: run "
+                        f"`prismrec data export-recbole --data {folder} --out RB --name {name}`, write RB/{name}.item "
+                        f"(item_id:token and text/attribute fields, keyed by the file's item ids), then `prismrec "
+                        f"data prepare recbole --inter RB/{name}.inter --item RB/{name}.item --k-core 0 --out DIR`")
     if not is_prepared(folder):
         raise DataError(f"{folder} is not a prepared dataset folder (no dataset.json); features are written into "
                         f"prepared folders: run `prismrec data prepare folder --from-folder {folder} --out DIR` "
