@@ -208,6 +208,26 @@ def test_compare_cli_by_group_reads_the_runs_dataset(tmp_path, capsys):
     assert "data path /nonexistent/seqs.txt does not exist" in capsys.readouterr().err
 
 
+def test_compare_cli_by_group_reads_the_dataset_of_a_save_ranks_folders_run(tmp_path, capsys):
+    data = tmp_path / "seqs.txt"
+    data.write_text("".join(f"{u} {' '.join(map(str, s))}\n" for u, s in zip([11, 12, 13, 14], SEQS)))
+    run = write_run(tmp_path / "run", [3, 9, 1, 20], user_ids=[11, 12, 13, 14])
+    (run / "config.yaml").write_text(f"data:\n  path: {data}\n  min_seq_len: 3\n")
+    # as `evaluate --run RUN --popularity-prior auto --save-ranks DIR` writes it: ranks and a summary, no config
+    saved = write_run(tmp_path / "saved", [1, 2, 30, 1], user_ids=[11, 12, 13, 14])
+    (saved / "summary.json").write_text(json.dumps({"derived_from": str(run), "popularity_beta": 0.5}))
+    expected = [("0-4", 2), ("5-7", 2)]
+    for extra in ([], ["--data", str(data)]):
+        assert main(["compare", "--run", str(saved), "--against", str(run), "--by", "history-length", "--json",
+                     *extra]) == 0
+        assert [(g["group"], g["users"]) for g in json.loads(capsys.readouterr().out)["groups"]] == expected
+    # neither side a run: one error that says what --by needs
+    other = write_run(tmp_path / "other", [1, 1, 1, 1], user_ids=[11, 12, 13, 14])
+    assert main(["compare", "--run", str(other), "--against", str(other), "--by", "target-count"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --by needs the dataset") and "put a trained run on one side" in err
+
+
 def test_cli_groupings_are_the_librarys():
     from prismrec.cli.run import COMPARE_GROUPINGS
     from prismrec.evaluation.compare import GROUPINGS

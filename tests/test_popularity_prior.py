@@ -156,6 +156,8 @@ def test_cli_evaluate_with_the_prior_saves_ranks_that_compare_reads(tmp_path, ca
     (["--popularity-prior", "high"], "expected 'auto' or a number >= 0"),
     (["--popularity-prior", "0.5", "--prior-betas", "0,1"], "only apply with --popularity-prior auto"),
     (["--popularity-prior", "auto", "--prior-betas", "0,x"], "--prior-betas"),
+    (["--popularity-prior", "auto", "--prior-betas", "1,,2"],
+     "--prior-betas '1,,2': entry 2 is empty; expected comma-separated numbers >= 0"),
     (["--popularity-prior", "auto", "--prior-metric", "AUC@3"], "unknown metric"),
 ])
 def test_cli_prior_options_are_checked_before_loading_the_run(tmp_path, capsys, args, message):

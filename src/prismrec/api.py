@@ -383,7 +383,8 @@ def save_prior_ranks(run: Run, out_dir: str | Path, beta: float, choice: PriorCh
         if split not in res:
             res[split] = run.evaluate(split, popularity_beta=beta)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"derived_from": None if run.run_dir is None else str(run.run_dir), "popularity_beta": beta,
+    source = None if run.run_dir is None else str(Path(run.run_dir).resolve())  # read from any directory
+    summary = {"derived_from": source, "popularity_beta": beta,
                "popularity_counts": "observed before each split's targets (valid: s[:-2], test: s[:-1])",
                "popularity_choice": None if choice is None else choice.to_dict(), "dataset": run.dataset.name,
                "valid": res["valid"].metrics, "test": res["test"].metrics,

@@ -133,9 +133,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--by", choices=COMPARE_GROUPINGS, help="also compare inside groups of users: target-count = "
                    "training occurrences of the target item (groups 0-4, 5-9, 10-19, 20-49, 50-99, 100+), "
                    "history-length = items in the history that predicts it (0-4, 5-7, 8-11, 12-19, 20+); needs the "
-                   "dataset (read from the first run's config.yaml, or --data)")
+                   "dataset (read from the config.yaml of the first --run / --against that is a trained run or, for a "
+                   "folder written by evaluate --save-ranks, of the run it was derived from; or --data)")
     p.add_argument("--data", metavar="PATH", help="with --by: the dataset the runs were trained on, instead of the "
-                   "path in the first run's config.yaml (e.g. when the run was trained from another directory)")
+                   "path in that run's config.yaml (e.g. when the run was trained from another directory)")
     p.add_argument("--json", action="store_true", help="print the tests as JSON")
     p.set_defaults(func=cmd_compare)
 
@@ -224,25 +225,42 @@ def _prior_options(args: argparse.Namespace) -> tuple[str | float | None, tuple[
 
     prior = args.popularity_prior
     if prior is None:
-        used = [o for o, v in (("--prior-betas", args.prior_betas), ("--save-ranks", getattr(args, "save_ranks", None)),
+        used = [o for o, v in (("--prior-betas", args.prior_betas is not None),
+                               ("--save-ranks", getattr(args, "save_ranks", None)),
                                ("--prior-metric", args.prior_metric != "NDCG@10")) if v]
         if used:
             raise ConfigError(f"{', '.join(used)} only apply with --popularity-prior")
         return None, DEFAULT_BETAS
     if prior != "auto":
-        if args.prior_betas or args.prior_metric != "NDCG@10":
+        if args.prior_betas is not None or args.prior_metric != "NDCG@10":
             raise ConfigError("--prior-betas and --prior-metric only apply with --popularity-prior auto")
         try:
             (prior,) = check_betas([prior])
         except ValueError as exc:
             raise ConfigError(f"--popularity-prior {args.popularity_prior!r}: expected 'auto' or a number >= 0 "
                               f"({exc})") from None
+    betas = DEFAULT_BETAS if args.prior_betas is None else _parse_betas(args.prior_betas)
     try:
-        betas = check_betas(args.prior_betas.split(",")) if args.prior_betas else DEFAULT_BETAS
         parse_metric(args.prior_metric)
     except ValueError as exc:
-        raise ConfigError(f"--prior-betas / --prior-metric: {exc}") from None
+        raise ConfigError(f"--prior-metric: {exc}") from None
     return prior, betas
+
+
+def _parse_betas(text: str) -> tuple[float, ...]:
+    """``--prior-betas B,B,...`` as floats; an empty entry or a bad number is an error naming the option."""
+    from ..config import ConfigError
+    from ..evaluation.popularity import check_betas
+
+    expected = "expected comma-separated numbers >= 0, e.g. 0,0.5,1"
+    parts = text.split(",")
+    empty = next((i for i, b in enumerate(parts, start=1) if not b.strip()), None)
+    if empty is not None:
+        raise ConfigError(f"--prior-betas {text!r}: entry {empty} is empty; {expected}")
+    try:
+        return check_betas(parts)
+    except ValueError as exc:
+        raise ConfigError(f"--prior-betas {text!r}: {expected} ({exc})") from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -316,7 +334,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.by:
         from ..api import load_run_dataset
 
-        sequences = load_run_dataset(args.runs[0], args.data).sequences
+        sequences = load_run_dataset(_dataset_run([*args.runs, *args.against]), args.data).sequences
         groups = compare_by_group(args.runs, args.against, sequences, args.by, split=args.split, metrics=metrics)
     if args.json:
         out = {"split": args.split, "a": [str(r) for r in args.runs], "b": [str(r) for r in args.against],
@@ -340,6 +358,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
             for t in g.tests:
                 print(f"{g.group:<8} {g.users:>7,} {_test_row(t)}")
     return 0
+
+
+def _dataset_run(dirs: list[str]) -> Path:
+    """The run whose config.yaml names the dataset of ``compare --by``: the first of ``dirs`` that is a run,
+    or that ``evaluate --save-ranks`` derived from a run (summary.json's ``derived_from``)."""
+    from ..data.sequences import DataError
+
+    dirs = list(dict.fromkeys(map(str, dirs)))
+    gone = []  # derived_from paths without a run there (e.g. relative to where evaluate was run)
+    for d in map(Path, dirs):
+        if (d / "config.yaml").is_file():
+            return d
+        try:
+            source = json.loads((d / "summary.json").read_text()).get("derived_from")
+        except (OSError, ValueError, AttributeError):  # no summary.json, or not a JSON object
+            continue
+        if isinstance(source, str) and (Path(source) / "config.yaml").is_file():
+            return Path(source)
+        if isinstance(source, str):
+            gone.append(f"{d / 'summary.json'} names {source}, which holds no config.yaml from here")
+    raise DataError(f"--by needs the dataset the runs were trained on, but none of {', '.join(dirs)} is a trained "
+                    f"run (config.yaml) or names one in its summary.json (derived_from)"
+                    + "".join(f"; {g}" for g in gone) + "; put a trained run on one side")
 
 
 def _test_row(t) -> str:
