@@ -118,6 +118,15 @@ def test_console_script_help_runs():
     assert out.returncode == 0 and "model.prism" in out.stdout
 
 
+def test_closed_stdout_ends_quietly():
+    # the reader is gone before prismrec writes (as `prismrec config | head -1` once head has its line)
+    proc = subprocess.Popen([sys.executable, "-m", "prismrec.cli", "config"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == ""  # 128 + SIGPIPE, as a shell reports for a Unix tool; no message
+
+
 def test_inspect_prints_and_exports(tmp_path, capsys):
     import numpy as np
     run = tmp_path / "p"
@@ -186,7 +195,16 @@ def test_inspect_tsne_writes_map_and_measures(tmp_path, capsys):
     assert main(["inspect", "--run", str(run), "--tsne", str(svg), "--tsne-items", "30"]) == 0
     assert "expert told from its embedding" in capsys.readouterr().out
     assert main(["inspect", "--run", str(run), "--tsne", str(svg), "--tsne-items", "1"]) == 2
-    assert "at least 2 items" in capsys.readouterr().err
+    assert "--tsne-items: expected an integer >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tsne-items", "0"], "error: --tsne-items: expected an integer >= 2 (items sampled for --tsne), got 0"),
+    (["--tsne-perplexity", "0"], "error: --tsne-perplexity: expected a number > 0, got 0"),
+])
+def test_inspect_tsne_options_are_named_before_loading_the_run(tmp_path, capsys, args, message):
+    assert main(["inspect", "--run", str(tmp_path / "missing"), "--tsne", str(tmp_path / "map.svg"), *args]) == 2
+    assert capsys.readouterr().err.startswith(message)
 
 
 def test_inspect_refuses_plain_run(tmp_path, capsys):
@@ -194,7 +212,24 @@ def test_inspect_refuses_plain_run(tmp_path, capsys):
     main(["train", "--quiet", "--output-dir", str(run), *sets(TINY)])
     capsys.readouterr()
     assert main(["inspect", "--run", str(run)]) == 2
-    assert "no multimodal item input" in capsys.readouterr().err
+    err = capsys.readouterr().err  # names every kind of run inspect reads
+    assert "no multimodal item input" in err and "model.prism.enabled=true" in err and "model.item_bias=true" in err
+
+
+def test_inspect_naive_fusion_reports_what_it_has_and_names_what_it_lacks(tmp_path, capsys):
+    run = tmp_path / "concat"
+    main(["train", "--quiet", "--output-dir", str(run),
+          *sets(TINY + ["model.prism.enabled=true", "model.prism.method=concat"])])
+    capsys.readouterr()
+    assert main(["inspect", "--run", str(run), "--json", "--probe"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "fusion_weights" not in out and 0 < out["content_variation"]["varying_share"] <= 1
+    assert set(out["probes"]) == {"fused:concat", "input:concat", "id"}  # its fused item embedding, and references
+    assert set(out["probes"]["fused:concat"]) == {"unique_image", "unique_text", "redundant", "synergy"}
+    for flag, value in (("--export-experts", "e.npz"), ("--tsne", "map.svg")):
+        assert main(["inspect", "--run", str(run), flag, str(tmp_path / value)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag}: ") and "model.prism.method=concat has no experts" in err
 
 
 def test_inspect_reports_learned_item_offsets_of_an_id_only_run(tmp_path, capsys):

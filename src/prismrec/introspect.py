@@ -300,15 +300,25 @@ def expert_probes(run: Run, item_labels: dict[str, np.ndarray], folds: int = 5) 
     item_labels: name -> (N + 1,) integer label per item id (row 0 = padding, ignored; -1 = unknown).
     Returns {expert: {label name: accuracy}}, plus two reference rows: ``"input:concat"`` probes
     the concatenated projected modality features (what a linear model sees without any expert)
-    and ``"id"`` the learned ID embeddings (what collaborative signal alone put there).
+    and ``"id"`` the learned ID embeddings (what collaborative signal alone put there). A naive
+    fusion (``method`` concat, sum, mean or gated) has no experts: its row is ``"fused:<method>"``,
+    the fused content embedding of each item.
     """
-    names, emb = expert_embeddings(run)  # (N, E, D) for items 1..N
-    out: dict[str, dict[str, float]] = {}
-    for e, name in enumerate(names):
-        out[name] = {lab: linear_probe_accuracy(emb[:, e], np.asarray(v)[1:], folds) for lab, v in item_labels.items()}
     mm = _multimodal_input(run)
+    items = torch.arange(1, run.dataset.num_items + 1, device=run.device)
+    if mm.expert_names:
+        names, emb = expert_embeddings(run)  # (N, E, D) for items 1..N
+        embs = {name: emb[:, e] for e, name in enumerate(names)}
+    else:
+        run.model.eval()
+        with torch.no_grad():
+            fused = torch.cat([mm.fuser.item_content(mm.modalities(items[lo:lo + 4096])).cpu()
+                               for lo in range(0, len(items), 4096)])  # (N, D)
+        embs = {f"fused:{run.config.model.prism.method}": fused.numpy()}
+    out: dict[str, dict[str, float]] = {}
+    for name, x in embs.items():
+        out[name] = {lab: linear_probe_accuracy(x, np.asarray(v)[1:], folds) for lab, v in item_labels.items()}
     with torch.no_grad():
-        items = torch.arange(1, run.dataset.num_items + 1, device=run.device)
         refs = {"input:concat": mm.modalities(items).flatten(-2).cpu().numpy(),  # (N, M * D)
                 "id": mm.id_input.output_embeddings()[1:].cpu().numpy()}  # (N, D)
     for ref, x in refs.items():

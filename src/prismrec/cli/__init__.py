@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import warnings
 
@@ -56,7 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores the default display when main() returns
             warnings.formatwarning = _format_warning
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # here, so that a closed pipe is met below, not in the interpreter's exit
+            return code
+    except BrokenPipeError:
+        # stdout's reader went away (e.g. `prismrec config | head -1`): stop quietly. stdout now points at
+        # devnull, so that the interpreter's last flush does not fail again; the status is 141 (128 + SIGPIPE),
+        # what a shell reports for a Unix tool ended by a closed pipe, so `set -o pipefail` treats both alike
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor (e.g. captured in tests)
+            pass
+        return 141
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

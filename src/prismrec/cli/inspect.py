@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "item popularity where it has them (model.item_bias; also for an ID-only "
                                    "run), and optionally export "
                                    "per-user weights and per-item expert embeddings, linear-probe the experts against item labels, "
-                                   "or draw the experts' t-SNE map.")
+                                   "or draw the experts' t-SNE map. A naive fusion (model.prism.method=concat, sum, "
+                                   "mean or gated) has no experts or fusion weights: for it, the content variation, "
+                                   "content gate and item offsets where it has them, and --probe of its fused item "
+                                   "embedding.")
     p.add_argument("--run", required=True, metavar="DIR",
                    help="run directory trained with model.prism.enabled=true (or with model.item_bias=true)")
     p.add_argument("--data", metavar="PATH", help="override the dataset path stored in the run's config (e.g. "
@@ -30,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-position", action="store_true", help="export causal weights at every position too")
     p.add_argument("--export-experts", metavar="FILE.npz", help="write per-item expert embeddings (N, E, D)")
     p.add_argument("--probe", action="store_true",
-                   help="linear-probe every expert's item embeddings (and, for reference, the input features and "
+                   help="linear-probe every expert's item embeddings (a naive fusion: its fused item embedding; "
+                        "and, for reference, the input features and "
                         "ID embeddings): 5-fold accuracy of a ridge classifier predicting item labels. Labels: the "
                         "planted item properties of the embedded synthetic world, or --probe-labels")
     p.add_argument("--probe-labels", metavar="FILE.tsv",
@@ -65,6 +69,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     if args.per_position and not args.export_weights:
         raise ConfigError("--per-position adds per-position weights to --export-weights FILE.npz; give that too")
+    if args.tsne_items < 2:
+        raise ConfigError(f"--tsne-items: expected an integer >= 2 (items sampled for --tsne), got {args.tsne_items}")
+    if not args.tsne_perplexity > 0:
+        raise ConfigError(f"--tsne-perplexity: expected a number > 0, got {args.tsne_perplexity:g}")
     # output paths are checked before the run is loaded and anything is computed
     for path, flag, example in ((args.export_weights, "--export-weights", "weights.npz"),
                                 (args.export_experts, "--export-experts", "experts.npz")):
@@ -78,7 +86,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     run = load_run(args.run, device=args.device, data_path=args.data)
     try:
         return _inspect(run, args)
-    except ValueError as exc:  # e.g. a naive-fusion run asked for expert embeddings
+    except ValueError as exc:  # e.g. the t-SNE map without scikit-learn
         raise ConfigError(str(exc)) from None
 
 
@@ -88,17 +96,29 @@ def _inspect(run, args: argparse.Namespace) -> int:
                               expert_embeddings, expert_probes, fusion_layer_state, fusion_weights,
                               item_bias_summary, output_fusion_weights, popularity_scales)
 
+    item_input = run.model.item_input
+    multimodal = hasattr(item_input, "fusion_weights")  # model.prism.enabled
+    if not multimodal and run.model.item_bias is None:
+        raise ConfigError(f"{args.run}: nothing to inspect: this run has no multimodal item input and no item "
+                          f"offsets; inspect reads runs trained with model.prism.enabled=true (PRISM, or a naive "
+                          f"fusion such as model.prism.method=concat) or with model.item_bias=true")
+    experts = multimodal and bool(item_input.expert_names)  # a naive fusion has one fused embedding, no experts
+    for flag, value in (("--export-experts", args.export_experts), ("--tsne", args.tsne)):
+        if value and not experts:
+            why = (f"the naive fusion model.prism.method={run.config.model.prism.method} has no experts"
+                   if multimodal else "it has no multimodal item input")
+            raise ConfigError(f"{flag}: this run has no per-expert item embeddings ({why}; they exist with "
+                              f"model.prism.enabled=true and model.prism.method=prism)")
+    if (args.probe or args.probe_labels) and not multimodal:
+        raise ConfigError(f"{'--probe' if args.probe else '--probe-labels'}: this run has no multimodal item input "
+                          f"to probe (train with model.prism.enabled=true)")
     has_gate = getattr(run.model.item_input, "content_gate", None) is not None
     gates = content_gates(run, args.split, per_position=args.per_position) if has_gate else None
     has_popularity = getattr(run.model.item_input, "popularity", None) is not None
     pop_rows = popularity_scales(run) if has_popularity else None
     bias = item_bias_summary(run) if run.model.item_bias is not None else None
-    try:
-        fw = fusion_weights(run, args.split, per_position=args.per_position)
-    except ValueError:
-        if gates is None and pop_rows is None and bias is None:
-            raise
-        fw = None  # no fusion layer (a naive fusion, or IDs only): the other parts are all there is to report
+    # no fusion layer (a naive fusion, or IDs only): the other parts are all there is to report
+    fw = fusion_weights(run, args.split, per_position=args.per_position) if experts else None
     rows = fw.summary() if fw is not None else None
     content = content_variation(run, args.split) if hasattr(run.model.item_input, "input_parts") else None
     agreement = expert_agreement(run) if fw is not None else None
