@@ -106,3 +106,21 @@ def test_neutral_additions_name_real_keys():
     keys = set(leaves(ExperimentConfig))
     assert "model.item_bias" in keys
     assert NEUTRAL_ADDITIONS <= keys, sorted(NEUTRAL_ADDITIONS - keys)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.time_limit_minutes=-5", "train.time_limit_minutes must be a finite number >= 0"),
+    ("train.time_limit_minutes=nan", "train.time_limit_minutes must be a finite number >= 0"),
+    ("train.grad_clip=-1", "train.grad_clip must be a finite number >= 0"),
+    ("train.num_threads=-2", "train.num_threads must be >= 0"),
+    ("eval.ks=[10,5,10]", r"eval.ks \[10, 5, 10\] repeats a cut-off"),
+])
+def test_values_that_would_be_silently_misread_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(overrides=[override])
+
+
+def test_an_empty_set_value_is_refused_not_read_as_null():
+    with pytest.raises(ConfigError, match=r"--set 'data.path=': empty value; .*data.path=null"):
+        parse_set(["data.path="])
+    assert parse_set(["data.path=null"]) == {"data": {"path": None}}

@@ -242,6 +242,10 @@ class TrainConfig:
         _check(self.patience == "auto" or (isinstance(self.patience, int) and self.patience >= 1),
                "train.patience must be 'auto' or an integer >= 1")
         _check(self.eval_every >= 1, "train.eval_every must be >= 1")
+        _check(math.isfinite(self.time_limit_minutes) and self.time_limit_minutes >= 0,
+               "train.time_limit_minutes must be a finite number >= 0 (0 = no limit)")
+        _check(math.isfinite(self.grad_clip) and self.grad_clip >= 0, "train.grad_clip must be a finite number >= 0 (0 = off)")
+        _check(self.num_threads >= 0, "train.num_threads must be >= 0 (0 = torch's default)")
 
     def resolved_patience(self, sampled_loss: bool | None = None) -> int:
         """``patience`` with ``auto`` replaced by :data:`AUTO_PATIENCE` for the loss the model trains
@@ -275,6 +279,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "eval.ks must be positive integers")
+        _check(len(set(self.ks)) == len(self.ks), f"eval.ks {list(self.ks)} repeats a cut-off; list each once")
         _check(self.batch_size >= 1, "eval.batch_size must be >= 1")
 
 
@@ -435,8 +440,10 @@ def parse_set(assignments: list[str] | None) -> dict[str, Any]:
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
             raise ConfigError(f"--set {item!r}: empty key")
+        if not raw.strip():  # e.g. an unset shell variable: never read as null (data.path=null = synthetic world)
+            raise ConfigError(f"--set {item!r}: empty value; give one (write {key.strip()}=null for null)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
         node = out
