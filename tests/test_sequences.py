@@ -95,3 +95,13 @@ def test_ids_are_ascii_integers_within_int64(tmp_path, text, needle):
     with pytest.raises(DataError) as exc:
         read_sequence_file(p)
     assert needle in str(exc.value)
+
+
+def test_a_byte_order_mark_is_not_read_as_part_of_the_first_user_id(tmp_path):
+    p = tmp_path / "bom.txt"
+    p.write_bytes("\ufeff1 1 2 3\n2 2 3 4\n".encode("utf-8"))  # as some Windows editors save UTF-8
+    seqs, _ = read_sequence_file(p)
+    assert seqs.user_ids.tolist() == [1, 2] and seqs.as_lists() == [[1, 2, 3], [2, 3, 4]]
+    p.write_bytes("1 1 2 3\n2 \ufeff2 3 4\n".encode("utf-8"))  # elsewhere it is a bad token, reported
+    with pytest.raises(DataError, match=r"bom.txt:2"):
+        read_sequence_file(p)

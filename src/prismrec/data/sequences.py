@@ -102,7 +102,7 @@ def read_sequence_file(path: str | Path, min_len: int = 3, num_items: int | None
     path = Path(path)
     try:
         # bytes that are not UTF-8 become lone surrogates: the line holding one is reported below
-        fh = path.open("r", encoding="utf-8", errors="surrogateescape")
+        fh = path.open("r", encoding="utf-8-sig", errors="surrogateescape")  # -sig: a leading BOM is not data
     except OSError as exc:
         raise DataError(f"cannot open sequence file {path}: {exc.strerror}") from None
     report = ReadReport()
