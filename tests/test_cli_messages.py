@@ -109,6 +109,12 @@ def test_garbage_npy_is_not_called_pickled(tmp_path, capsys):
     assert "attributes.npy: not a valid .npy file" in err and "pickled" not in err
 
 
+def test_stats_min_seq_len_below_one_is_refused(tmp_path, capsys):
+    out = make_prepared(tmp_path / "p")
+    err = error_of(["data", "stats", "--data", str(out), "--min-seq-len", "-5"], capsys)
+    assert "--min-seq-len: expected an integer >= 1" in err and "got -5" in err
+
+
 def test_missing_item_map_is_called_missing(tmp_path, capsys):
     out = make_prepared(tmp_path / "p")
     (out / "item_map.tsv").unlink()

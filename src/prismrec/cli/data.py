@@ -109,8 +109,12 @@ def _register_prepare(dsub) -> None:
 
 
 def cmd_stats(args) -> int:
+    from ..config import ConfigError
     from ..data import load_dataset
 
+    if args.min_seq_len < 1:
+        raise ConfigError(f"--min-seq-len: expected an integer >= 1 (users with fewer items are dropped), got "
+                          f"{args.min_seq_len}")
     ds = load_dataset(args.data, min_seq_len=args.min_seq_len)
     stats = ds.statistics()
     if args.json:
