@@ -276,6 +276,9 @@ def test_inspect_probe_planted_and_label_file(tmp_path, capsys):
     labels.write_text("1\tx\n2 y\n")
     assert main(["inspect", "--run", str(run), "--probe-labels", str(labels)]) == 2
     assert "labels.tsv:2: expected 'item_id<TAB>label'" in capsys.readouterr().err
+    labels.write_text("1\tx\n2\ty\n1\ty\n")  # item 1 twice: not silently the last label
+    assert main(["inspect", "--run", str(run), "--probe-labels", str(labels)]) == 2
+    assert "labels.tsv:3: item 1 already has a label (line 1)" in capsys.readouterr().err
 
 
 def test_inspect_reports_prediction_layer_weights_for_user_output_fusion(tmp_path, capsys):

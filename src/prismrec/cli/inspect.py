@@ -264,6 +264,7 @@ def read_item_labels(path: str, num_items: int) -> dict[str, np.ndarray]:
 
     labels = np.full(num_items + 1, -1, dtype=np.int64)
     classes: dict[str, int] = {}
+    first: dict[int, int] = {}  # item -> line of its label
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -274,6 +275,10 @@ def read_item_labels(path: str, num_items: int) -> dict[str, np.ndarray]:
             item = int(parts[0])
             if not 1 <= item <= num_items:
                 raise DataError(f"{path}:{lineno}: item id {item} is outside 1..{num_items}")
+            if item in first:
+                raise DataError(f"{path}:{lineno}: item {item} already has a label (line {first[item]}); give each "
+                                f"item one label")
+            first[item] = lineno
             labels[item] = classes.setdefault(parts[1].strip(), len(classes))
     if len(classes) < 2:
         raise DataError(f"{path}: need at least 2 distinct labels to probe, found {len(classes)}")
