@@ -132,3 +132,18 @@ def test_training_warns_about_prism_keys_while_prism_is_off(tmp_path):
         warnings.simplefilter("always")
         train(cfg, tmp_path / "run", progress=False)
     assert any("model.prism.lambda_synergy=5.0 set, but model.prism.enabled=false" in str(w.message) for w in caught)
+
+
+def test_resuming_after_a_matrix_was_rebuilt_says_what_changed_not_damaged(tmp_path, capsys):
+    prep = prepared_world(tmp_path / "prep")
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", str(prep), "--output-dir", str(run),
+                 *sets(ONE_EPOCH + ["model.prism.enabled=true"])]) == 0
+    n = 96
+    values = np.zeros((n + 1, 5), dtype=np.float32)  # "text" rebuilt with another dimension
+    values[1:] = np.random.default_rng(0).normal(size=(n, 5))
+    write_feature(prep, "text", values, np.arange(n + 1) > 0, encoder="test", encoder_version="2",
+                  fingerprint=load_dataset(prep).item_map_fingerprint())
+    err = error_line(["train", "--quiet", "--resume", str(run), "--set", "train.epochs=2"], capsys)
+    assert "does not fit the model built from the run's config.yaml and dataset" in err
+    assert "feature matrices" in err and "damaged" not in err and "--overwrite" not in err

@@ -244,7 +244,8 @@ class TrainConfig:
         _check(self.eval_every >= 1, "train.eval_every must be >= 1")
         _check(math.isfinite(self.time_limit_minutes) and self.time_limit_minutes >= 0,
                "train.time_limit_minutes must be a finite number >= 0 (0 = no limit)")
-        _check(math.isfinite(self.grad_clip) and self.grad_clip >= 0, "train.grad_clip must be a finite number >= 0 (0 = off)")
+        _check(math.isfinite(self.grad_clip) and self.grad_clip >= 0,
+               "train.grad_clip must be a finite number >= 0 (0 = off)")
         _check(self.num_threads >= 0, "train.num_threads must be >= 0 (0 = torch's default)")
 
     def resolved_patience(self, sampled_loss: bool | None = None) -> int:

@@ -56,7 +56,8 @@ def weights_mismatch(model: torch.nn.Module, path: Path) -> str:
     if not problems:
         return "the tensors do not load into the model"
     more = f" ({len(problems) - 1} more difference(s))" if len(problems) > 1 else ""
-    return f"e.g. {problems[0]}{more}; was the config, the dataset's feature matrices or the prismrec version changed after training?"
+    return (f"e.g. {problems[0]}{more}; was the config, the dataset's feature matrices or the prismrec version "
+            f"changed after training?")
 
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]

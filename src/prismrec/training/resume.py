@@ -182,8 +182,9 @@ def load_training_state(directory: Path, model: torch.nn.Module, optimizer: torc
     try:
         model.load_state_dict(weights)
     except RuntimeError:  # readable, but not this model's: the config or the data changed, not the file
-        raise DataError(f"{directory / 'model.safetensors'} does not fit the model built from the run's "
-                        f"config.yaml and dataset: {weights_mismatch(model, directory / 'model.safetensors')}") from None
+        path = directory / "model.safetensors"
+        raise DataError(f"{path} does not fit the model built from the run's config.yaml and dataset: "
+                        f"{weights_mismatch(model, path)}") from None
     path = directory / "optimizer.pt"
     try:
         optimizer.load_state_dict(torch.load(path, map_location=device, weights_only=True))
