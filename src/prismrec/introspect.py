@@ -29,9 +29,14 @@ class FusionWeights:
         return rows
 
 
+def has_multimodal_input(run: Run) -> bool:
+    """Whether the run's item input is multimodal (``model.prism.enabled``: PRISM or a naive fusion)."""
+    return hasattr(run.model.item_input, "fusion_weights")
+
+
 def _multimodal_input(run: Run):
     mm = run.model.item_input
-    if not hasattr(mm, "fusion_weights"):
+    if not has_multimodal_input(run):
         raise ValueError("this run has no multimodal item input (train with --set model.prism.enabled=true)")
     return mm
 
@@ -249,18 +254,27 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+def _per_item(run: Run, compute, items: np.ndarray | None = None, batch_size: int = 4096) -> np.ndarray:
+    """``compute(item ids (b,)) -> (b, ...)`` over ``items`` (default: every item 1..N) in batches of
+    ``batch_size``, in evaluation mode: (n, ...)."""
+    run.model.eval()
+    items = np.arange(1, run.dataset.num_items + 1) if items is None else np.asarray(items)
+    with torch.no_grad():
+        return torch.cat([compute(torch.as_tensor(items[lo:lo + batch_size], device=run.device)).cpu()
+                          for lo in range(0, len(items), batch_size)]).numpy()
+
+
 def expert_embeddings(run: Run, items: np.ndarray | None = None, batch_size: int = 4096) -> tuple[list[str], np.ndarray]:
     """Per-item expert embeddings (n, E, D) for ``items`` (default: every item 1..N)."""
     mm = _multimodal_input(run)
-    run.model.eval()
-    items = np.arange(1, run.dataset.num_items + 1) if items is None else np.asarray(items)
-    out = []
-    for lo in range(0, len(items), batch_size):
-        e = mm.expert_embeddings(torch.as_tensor(items[lo:lo + batch_size], device=run.device))
+
+    def experts(batch: torch.Tensor) -> torch.Tensor:
+        e = mm.expert_embeddings(batch)
         if e is None:
             raise ValueError(f"method {run.config.model.prism.method!r} has no experts (PRISM only)")
-        out.append(e.cpu())
-    return mm.expert_names, torch.cat(out).numpy()
+        return e
+
+    return mm.expert_names, _per_item(run, experts, items, batch_size)
 
 
 def linear_probe_accuracy(x: np.ndarray, labels: np.ndarray, folds: int = 5, ridge: float = 1.0,
@@ -305,19 +319,16 @@ def expert_probes(run: Run, item_labels: dict[str, np.ndarray], folds: int = 5) 
     the fused content embedding of each item.
     """
     mm = _multimodal_input(run)
-    items = torch.arange(1, run.dataset.num_items + 1, device=run.device)
     if mm.expert_names:
         names, emb = expert_embeddings(run)  # (N, E, D) for items 1..N
         embs = {name: emb[:, e] for e, name in enumerate(names)}
-    else:
-        run.model.eval()
-        with torch.no_grad():
-            fused = torch.cat([mm.fuser.item_content(mm.modalities(items[lo:lo + 4096])).cpu()
-                               for lo in range(0, len(items), 4096)])  # (N, D)
-        embs = {f"fused:{run.config.model.prism.method}": fused.numpy()}
+    else:  # (N, D) the naive fusion's content per item
+        fused = _per_item(run, lambda batch: mm.fuser.item_content(mm.modalities(batch)))
+        embs = {f"fused:{run.config.model.prism.method}": fused}
     out: dict[str, dict[str, float]] = {}
     for name, x in embs.items():
         out[name] = {lab: linear_probe_accuracy(x, np.asarray(v)[1:], folds) for lab, v in item_labels.items()}
+    items = torch.arange(1, run.dataset.num_items + 1, device=run.device)
     with torch.no_grad():
         refs = {"input:concat": mm.modalities(items).flatten(-2).cpu().numpy(),  # (N, M * D)
                 "id": mm.id_input.output_embeddings()[1:].cpu().numpy()}  # (N, D)

@@ -94,10 +94,10 @@ def _inspect(run, args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..introspect import (LIVE_PRE_ACTIVATION, LIVE_SHARE, content_gates, content_variation, expert_agreement,
                               expert_embeddings, expert_probes, fusion_layer_state, fusion_weights,
-                              item_bias_summary, output_fusion_weights, popularity_scales)
+                              has_multimodal_input, item_bias_summary, output_fusion_weights, popularity_scales)
 
     item_input = run.model.item_input
-    multimodal = hasattr(item_input, "fusion_weights")  # model.prism.enabled
+    multimodal = has_multimodal_input(run)
     if not multimodal and run.model.item_bias is None:
         raise ConfigError(f"{args.run}: nothing to inspect: this run has no multimodal item input and no item "
                           f"offsets; inspect reads runs trained with model.prism.enabled=true (PRISM, or a naive "
