@@ -80,6 +80,19 @@ def test_bad_history_is_clear(tmp_path, capsys):
     assert "comma-separated integer" in capsys.readouterr().err
     assert main(["recommend", "--run", str(run), "--history", "1,99999"]) == 2
     assert "invalid: [99999]" in capsys.readouterr().err
+    # -k beyond the catalogue: every item comes back once, and a note says why there are fewer than -k
+    assert main(["recommend", "--run", str(run), "--history", "1,2,2", "-k", "100000", "--include-history",
+                 "--json"]) == 0
+    out = capsys.readouterr()
+    every = [r["item"] for r in json.loads(out.out)]
+    assert sorted(every) == list(range(1, len(every) + 1)) and "a catalogue of" in out.err
+    assert f"only {len(every)} items" in out.err and "history" not in out.err
+    assert main(["recommend", "--run", str(run), "--history", "1,2,2", "-k", "100000", "--json"]) == 0
+    out = capsys.readouterr()
+    assert len(json.loads(out.out)) == len(every) - 2
+    assert f"only {len(every) - 2} items" in out.err and "less the 2 of the history" in out.err
+    assert main(["recommend", "--run", str(run), "--history", "1,2,2", "-k", "3", "--json"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_every_option_has_help():
@@ -205,6 +218,13 @@ def test_inspect_tsne_writes_map_and_measures(tmp_path, capsys):
 def test_inspect_tsne_options_are_named_before_loading_the_run(tmp_path, capsys, args, message):
     assert main(["inspect", "--run", str(tmp_path / "missing"), "--tsne", str(tmp_path / "map.svg"), *args]) == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+@pytest.mark.parametrize("flag, value", [("--tsne-items", "1000"), ("--tsne-perplexity", "30")])
+def test_inspect_tsne_options_without_tsne_are_refused(tmp_path, capsys, flag, value):
+    # even at their defaults: the option does nothing without a map to draw
+    assert main(["inspect", "--run", str(tmp_path / "missing"), flag, value]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {flag} sets up the t-SNE map of --tsne FILE.svg; give that too")
 
 
 def test_inspect_refuses_plain_run(tmp_path, capsys):

@@ -242,3 +242,18 @@ def test_features_cli(tiny_clip, minilm, tmp_path, capsys):
     assert mods["attributes"]["present"] == 3 and mods["clip_text"]["dim"] == 8
     assert run_cli(["features", "text", "--data", str(tmp_path / "nope")]) == 2
     assert "not a prepared dataset folder" in capsys.readouterr().err
+
+
+def test_a_hub_lookup_is_announced_before_it_starts(tmp_path, monkeypatch, caplog):
+    from prismrec.features.store import note_hub_lookup
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with caplog.at_level("INFO", logger="prismrec.features.store"):
+        note_hub_lookup("someone/no-such-encoder", "sentence-transformers")
+        note_hub_lookup(str(tmp_path), "CLIP")  # a local folder: nothing to look up
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        note_hub_lookup("someone/no-such-clip", "CLIP")  # the cache only: no network wait
+    assert len(caplog.records) == 1
+    msg = caplog.records[0].getMessage()
+    assert msg.startswith("sentence-transformers model 'someone/no-such-encoder' is not a local folder")
+    assert "HF_HUB_OFFLINE=1" in msg

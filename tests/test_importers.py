@@ -210,6 +210,11 @@ def test_recbole_malformed(tmp_path):
     p.write_text("user_id\titem_id\nu\ti\n")
     with pytest.raises(DataError, match=r"bad\.inter:1: header field 1 is 'user_id'"):
         import_recbole(p, config=NO_CORE, progress=False)
+    # a header separated by spaces once parsed as one field named 'user_id:token item_id:token timestamp'
+    p.write_text(INTER.replace("\t", " "))
+    with pytest.raises(DataError, match=r"bad\.inter:1: the header's fields \['user_id:token', .* are separated "
+                                        r"by spaces; RecBole atomic files separate fields \(header and rows\) by tabs"):
+        import_recbole(p, config=NO_CORE, progress=False)
     p.write_text(INTER.replace("u2\tb\t4\t3", "u2\tb\t4\tnoon"))
     with pytest.raises(DataError, match=r"bad\.inter:3: field 'timestamp' is 'noon'"):
         import_recbole(p, config=NO_CORE, progress=False)

@@ -101,7 +101,8 @@ class Run:
         """Top-``k`` items (id, score) after ``history`` (item ids, oldest first). ``popularity_beta`` > 0
         adds ``beta * log(1 + count)`` to every score (the returned scores include it), the count of the
         item among all the dataset's interactions (``popularity_prior("all")``; choose ``beta`` on the
-        validation split with :meth:`choose_popularity_beta`)."""
+        validation split with :meth:`choose_popularity_beta`). Fewer than ``k`` items come back when the
+        catalogue, less the excluded history, holds fewer."""
         check_k(k)
         beta = check_beta(popularity_beta)
         n = self.dataset.num_items

@@ -46,10 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "reports two measures taken in the embedding space itself: the mean cosine similarity "
                         "between every two experts' embeddings of the same item, and how linearly the expert "
                         "can be told from an embedding (5-fold ridge accuracy; chance 1/E). Needs scikit-learn")
-    p.add_argument("--tsne-items", type=int, default=1000, metavar="N",
-                   help="items sampled for --tsne (default 1000; all items if fewer); N x E points are embedded")
-    p.add_argument("--tsne-perplexity", type=float, default=30.0, metavar="P",
-                   help="t-SNE perplexity (default 30; capped at (points - 1) / 3)")
+    p.add_argument("--tsne-items", type=int, metavar="N",
+                   help="items sampled for --tsne, which it needs (default 1000; all items if fewer); N x E points "
+                        "are embedded")
+    p.add_argument("--tsne-perplexity", type=float, metavar="P",
+                   help="t-SNE perplexity for --tsne, which it needs (default 30; capped at (points - 1) / 3)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="device (default cpu)")
     p.add_argument("--json", action="store_true",
                    help="print the summary as one JSON object: fusion_weights (a list of per-expert rows, when the "
@@ -69,6 +70,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     if args.per_position and not args.export_weights:
         raise ConfigError("--per-position adds per-position weights to --export-weights FILE.npz; give that too")
+    for flag, value in (("--tsne-items", args.tsne_items), ("--tsne-perplexity", args.tsne_perplexity)):
+        if value is not None and not args.tsne:
+            raise ConfigError(f"{flag} sets up the t-SNE map of --tsne FILE.svg; give that too")
+    args.tsne_items = 1000 if args.tsne_items is None else args.tsne_items
+    args.tsne_perplexity = 30.0 if args.tsne_perplexity is None else args.tsne_perplexity
     if args.tsne_items < 2:
         raise ConfigError(f"--tsne-items: expected an integer >= 2 (items sampled for --tsne), got {args.tsne_items}")
     if not args.tsne_perplexity > 0:

@@ -403,6 +403,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     beta = choice.beta if choice is not None else (prior or 0.0)
     recs = run.recommend(history, args.k, exclude_history=not args.include_history, popularity_beta=beta)
     ds = run.dataset
+    if len(recs) < args.k:  # the catalogue, less the excluded history, is smaller than -k
+        excluded = "" if args.include_history else f", less the {len(set(history))} of the history"
+        print(f"note: -k {args.k} asked, but only {len(recs)} items can be recommended (a catalogue of "
+              f"{ds.num_items} items{excluded})", file=sys.stderr)
     log_counts = run.popularity_prior("all") if prior is not None else None
     rows = []
     for rank, (item, score) in enumerate(recs, start=1):

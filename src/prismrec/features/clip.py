@@ -24,7 +24,7 @@ import numpy as np
 from ..data.dataset import RecDataset
 from ..data.sequences import DataError
 from .store import (FeatureResult, encode_in_chunks, existing_result, inputs_hash, is_current, l2_normalize,
-                    model_loading_bars, open_prepared)
+                    model_loading_bars, note_hub_lookup, open_prepared)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def load_clip(spec: str = DEFAULT_CLIP_MODEL, device: str = "cpu", progress: boo
     except ImportError as exc:
         raise DataError(f"CLIP features need the 'features' extra ({exc.name} is not installed): "
                         f"pip install 'prismrec[features]'") from None
+    note_hub_lookup(spec, "CLIP")
     try:
         with model_loading_bars(progress):
             model = CLIPModel.from_pretrained(spec)

@@ -153,6 +153,18 @@ def encode_in_chunks(folder: Path, modality: str, ds: RecDataset, items: np.ndar
     return values, present
 
 
+def note_hub_lookup(spec: str, kind: str) -> None:
+    """Say, before a loader starts, that ``spec`` (not a local folder) will be looked up on the Hugging Face
+    Hub: without network access that lookup retries for a minute or more before it fails."""
+    import os
+
+    if Path(spec).expanduser().exists() or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return
+    log.info("%s model %r is not a local folder: looking it up on the Hugging Face Hub (without network access "
+             "this retries for a minute or more before failing; HF_HUB_OFFLINE=1 reads only the local cache)",
+             kind, spec)
+
+
 @contextmanager
 def model_loading_bars(progress: bool) -> Iterator[None]:
     """Inside: transformers' and huggingface_hub's progress bars (e.g. "Loading weights") follow

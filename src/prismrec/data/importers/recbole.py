@@ -34,8 +34,13 @@ IMAGE_FIELD_NAMES = ("image_url", "img_url", "image", "imurl")
 
 
 def parse_header(line: str, path: Path) -> list[tuple[str, str]]:
+    cells = line.split("\t")
+    words = line.split()
+    if len(cells) == 1 and len(words) > 1 and all(":" in w for w in words):
+        raise DataError(f"{path}:1: the header's fields {words} are separated by spaces; RecBole atomic files "
+                        f"separate fields (header and rows) by tabs")
     fields = []
-    for col, token in enumerate(line.split("\t"), start=1):
+    for col, token in enumerate(cells, start=1):
         name, sep, typ = token.strip().rpartition(":")
         if not sep or not name or typ not in ("token", "token_seq", "float", "float_seq"):
             raise DataError(f"{path}:1: header field {col} is {token!r}; RecBole atomic headers are "
