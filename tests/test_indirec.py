@@ -1,6 +1,7 @@
 """InDiRec specifics: the guided diffusion, intent clustering and partner lookup, the false-negative
 masked InfoNCE, the loss composition, and scoring that is exactly SASRec's."""
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -224,3 +225,33 @@ def test_scores_are_exactly_sasrec_with_the_same_encoder():
     assert not missing and all(k.startswith("diffusion.") for k in unexpected)
     seq = data().test.inputs
     assert torch.equal(indirec.full_sort_scores(seq), sasrec.full_sort_scores(seq))
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_training_hides_the_clustering_bars_and_log_lines(tmp_path, monkeypatch, caplog, quiet):
+    import prismrec.models.indirec as indirec_module
+    import prismrec.models.kmeans as kmeans_module
+    from prismrec.cli import main
+
+    from conftest import TINY, sets
+
+    disabled = []  # the `disable` argument of every clustering progress bar
+
+    def recording(real):
+        def bar(*args, **kwargs):
+            disabled.append(kwargs.get("disable"))
+            return real(*args, **kwargs)
+        return bar
+
+    monkeypatch.setattr(indirec_module, "tqdm", recording(indirec_module.tqdm))
+    monkeypatch.setattr(kmeans_module, "tqdm", recording(kmeans_module.tqdm))
+    argv = ["train", "--output-dir", str(tmp_path / "run"), *(["--quiet"] if quiet else []),
+            *sets(TINY + ["train.epochs=1", "model.backbone=indirec", "model.indirec.num_intents=3"])]
+    with caplog.at_level("INFO", logger="prismrec.models.indirec"):
+        assert main(argv) == 0
+    clustering = [r for r in caplog.records if r.name == "prismrec.models.indirec" and "intents" in r.getMessage()]
+    assert len(disabled) == 2  # the prefix encoding's bar and the k-means bar of the one epoch
+    if quiet:
+        assert disabled == [True, True] and clustering == []
+    else:  # None: tqdm shows the bar on a terminal
+        assert disabled == [None, None] and len(clustering) == 1

@@ -218,3 +218,15 @@ def test_summary_names_the_loss_stosa_trained_with(tmp_path):
 
     cfg = build_config(overrides=TINY + ["model.backbone=stosa", "train.epochs=1", "train.loss=ce"])
     assert train(cfg, tmp_path / "run", progress=False).summary["loss"] == cfg.model.stosa.loss != "ce"
+
+
+def test_default_run_folder_names_the_loss_stosa_trains_with():
+    from types import SimpleNamespace
+
+    from prismrec.api import default_run_dir
+
+    data = SimpleNamespace(name="beauty")
+    stosa = build_config(overrides=["model.backbone=stosa", "train.loss=ce"])
+    assert default_run_dir(stosa, data).name.endswith("-beauty-stosa-bpr_pvn")  # not train.loss's "ce"
+    sasrec = build_config(overrides=["train.loss=bce"])
+    assert default_run_dir(sasrec, data).name.endswith("-beauty-sasrec-bce")

@@ -246,7 +246,9 @@ def resolve_modalities(cfg: ExperimentConfig, dataset: RecDataset) -> Experiment
 
 def default_run_dir(cfg: ExperimentConfig, dataset: RecDataset) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{dataset.name}-{cfg.model.backbone}-{cfg.train.loss}"
+    # the loss the model trains with: STOSA has its own (model.stosa.loss), whatever train.loss says
+    loss = cfg.model.stosa.loss if cfg.model.backbone == "stosa" else cfg.train.loss
+    return Path("runs") / f"{stamp}-{dataset.name}-{cfg.model.backbone}-{loss}"
 
 
 def finished_summary(run_dir: str | Path) -> dict | None:

@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_prepare(dsub)
 
     e = dsub.add_parser("export-recbole", help="write RecBole atomic files (.inter, .item)",
-                        description="Export a dataset as RecBole atomic files. Timestamps are ordinal (the k-th "
-                                    "item of a user gets k) so RecBole's order equals the sequences.")
+                        description="Export a dataset as RecBole atomic files. Timestamps are ordinal (a user's "
+                                    "items get 0, 1, 2, ... in order) so RecBole's order equals the sequences.")
     e.add_argument("--data", required=True, metavar="PATH", help="sequence file, prepared folder, or benchmark folder")
     e.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     e.add_argument("--name", help="file stem of <name>.inter / <name>.item (default: the dataset name)")
@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_common_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="prepared dataset folder to write")
-    p.add_argument("--name", help="dataset name recorded in dataset.json (default: from the input file)")
+    p.add_argument("--name", help="dataset name recorded in dataset.json (default: from the input file's name; "
+                                           "'yelp' for yelp)")
     p.add_argument("--k-core", type=int, default=5, metavar="K",
                    help="iterated k-core: keep users and items with at least K interactions (default: 5; 0 = off)")
     p.add_argument("--dedup", action="store_true",

@@ -89,9 +89,10 @@ class SequentialRecommender(nn.Module):
         """Sequence encoder over given input embeddings: (B, L, D), (B, L) -> (B, L, D)."""
         raise NotImplementedError
 
-    def on_epoch_start(self, epoch: int, data, device: torch.device) -> None:
+    def on_epoch_start(self, epoch: int, data, device: torch.device, progress: bool = True) -> None:
         """Hook for per-epoch work (e.g. InDiRec's intent clustering; an override calls this first).
-        ``epoch`` is 1-based; ``data``: LeaveOneOut. Passes the epoch on to the item input."""
+        ``epoch`` is 1-based; ``data``: LeaveOneOut; ``progress=False`` (``train --quiet``): no progress bars
+        or per-epoch log lines. Passes the epoch on to the item input."""
         self.item_input.on_epoch_start(epoch)
 
     # --- shared -----------------------------------------------------------------------

@@ -115,8 +115,8 @@ class InDiRec(SASRec):
 
     # ------------------------------------------------------------------ per-epoch intent clustering
     @torch.no_grad()
-    def encode_prefixes(self, train_inputs: torch.Tensor, train_targets: torch.Tensor, device: torch.device
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_prefixes(self, train_inputs: torch.Tensor, train_targets: torch.Tensor, device: torch.device,
+                        progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Representation of every training prefix (the hidden state at each position with a target).
 
         Returns prefix_index (U, L) (-1 where no prefix ends) and bank (Np, D), both on ``device``.
@@ -127,7 +127,8 @@ class InDiRec(SASRec):
         bank = torch.empty(int(has.sum()), self.item_input.hidden_dim, device=device)
         order = torch.argsort(has.sum(1), stable=True)  # similar lengths together: less padding per batch
         bs = self.indirec.cluster_batch_size
-        for lo in tqdm(range(0, len(order), bs), desc="intent clustering: encode", leave=False, disable=None):
+        for lo in tqdm(range(0, len(order), bs), desc="intent clustering: encode", leave=False,
+                       disable=None if progress else True):
             rows = order[lo:lo + bs]
             seq, tgt, idx = trim_left_padding(train_inputs[rows], train_targets[rows], prefix_index[rows])
             hidden = self.forward(seq.to(device))  # (b, L', D)
@@ -135,14 +136,14 @@ class InDiRec(SASRec):
             bank[idx.to(device)[m]] = hidden[m]
         return prefix_index.to(device), bank
 
-    def on_epoch_start(self, epoch: int, data, device: torch.device) -> None:
+    def on_epoch_start(self, epoch: int, data, device: torch.device, progress: bool = True) -> None:
         """Encode every training prefix and cluster the representations into intents (K-means)."""
-        super().on_epoch_start(epoch, data, device)
+        super().on_epoch_start(epoch, data, device, progress)
         start = time.perf_counter()
         was_training = self.training
         self.eval()  # representations without dropout
         try:
-            prefix_index, bank = self.encode_prefixes(data.train_inputs, data.train_targets, device)
+            prefix_index, bank = self.encode_prefixes(data.train_inputs, data.train_targets, device, progress)
         finally:
             self.train(was_training)
         if bank.shape[0] == 0:
@@ -150,10 +151,12 @@ class InDiRec(SASRec):
             return
         k = min(self.indirec.num_intents, bank.shape[0])
         result = kmeans(bank, k, self.indirec.kmeans_iters, self.indirec.kmeans_tol,
-                        max_points_per_centroid=self.indirec.kmeans_max_points_per_centroid, desc="intent k-means")
+                        max_points_per_centroid=self.indirec.kmeans_max_points_per_centroid, desc="intent k-means",
+                        progress=None if progress else False)
         self.intents = IntentState.from_labels(prefix_index, bank, result.labels, k)
-        log.info("epoch %d: %d prefixes -> %d intents (%d k-means iterations, inertia %.4g) in %.1fs", epoch,
-                  bank.shape[0], k, result.iterations, result.inertia, time.perf_counter() - start)
+        log.log(logging.INFO if progress else logging.DEBUG,
+                "epoch %d: %d prefixes -> %d intents (%d k-means iterations, inertia %.4g) in %.1fs", epoch,
+                bank.shape[0], k, result.iterations, result.inertia, time.perf_counter() - start)
 
     # ------------------------------------------------------------------ training
     def intent_guidance(self, batch: TrainBatch, mask: torch.Tensor) -> torch.Tensor:

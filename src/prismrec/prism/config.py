@@ -53,7 +53,8 @@ class PRISMConfig:
     predictions through the shared sequence encoder and prediction layer, as the paper's equations say
     (every position, scored against the batch's target items; one batched encoder call over all
     experts x views: about (1 + E(M+1))x the encoder cost). The default is where the authors'
-    released code computes them, which PAPER.md §5.3 lists as a departure from the paper: it is kept
+    released code computes them, a departure from the paper's equations (the project's spec, PAPER.md
+    §5.3, lists it among the released code's defects): it is kept
     as the default for its cost (``prediction`` ran 6-7x the seconds per epoch on the planted world;
     on Beauty 5.8x SASRec's CPU time under CE and 16.6x under BCE, against 1.4x and 3.0x for ``representation``)
     and because ``prediction`` was not better everywhere it was compared (planted world: +5.0% over

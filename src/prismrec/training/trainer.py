@@ -87,7 +87,7 @@ class Trainer:
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
-        self.model.on_epoch_start(epoch, self.data, self.device)
+        self.model.on_epoch_start(epoch, self.data, self.device, progress=self.progress)
         batches = self.user_batches()
         n_batches = len(batches)
         mean_targets = float(self.targets_per_user[self.train_users].sum()) / max(n_batches, 1)

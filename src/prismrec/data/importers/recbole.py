@@ -6,7 +6,7 @@ An atomic file is tab-separated with a header of ``name:type`` fields, types ``t
 the text/attribute/image fields of ``.item``; export writes
 
 * ``<name>.inter``: ``user_id:token  item_id:token  timestamp:float`` with raw ids and an
-  *ordinal* timestamp: the k-th item of a user's sequence gets ``k`` (0-based). The prepared
+  *ordinal* timestamp: a user's items get 0, 1, 2, ... in sequence order. The prepared
   format keeps order, not wall-clock times, and ordinal times make RecBole's sort by
   (user, timestamp) reproduce the sequences exactly;
 * ``<name>.item`` (when item metadata exists): ``item_id:token  text:token_seq
