@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "benchmarks" / "results" / "import_throughput.json"
 
@@ -40,7 +43,8 @@ def write_reviews(path: Path, n: int, seed: int = 0) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reviews", type=int, default=1_000_000, help="number of generated reviews (default: 1e6)")
-    p.add_argument("--out", type=Path, default=RESULT, help=f"result JSON (default: {RESULT})")
+    p.add_argument("--out", type=Path, default=RESULT, metavar="FILE.json",
+                   help=f"result JSON, with the command, commit and machine (default: {RESULT})")
     args = p.parse_args(argv)
 
     from prismrec.data.importers import import_amazon2014
@@ -61,9 +65,8 @@ def main(argv=None) -> int:
               "uncompressed_mb_per_second": round(raw_mb / secs, 1),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
               "kept": {k: rep[k] for k in ("users", "items", "interactions", "k_core_rounds")}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    path = write_result(args.out.name.removesuffix(".json"), result, args.out.parent)
+    print(path.read_text())
     return 0
 
 

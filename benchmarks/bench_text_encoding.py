@@ -10,26 +10,17 @@ load average is recorded too: other processes on the 2 cores slow the encoder do
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BEAUTY = REPO.parent / "shared" / "data" / "amazon_beauty"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
 RESULT = REPO / "benchmarks" / "results" / "text_encoding.json"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None) -> int:
@@ -37,13 +28,12 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=BEAUTY, help=f"benchmark folder (default: {BEAUTY})")
     p.add_argument("--batch-size", type=int, default=64, help="encoder batch size (default: 64)")
     p.add_argument("--repeats", type=int, default=1, help="timed repetitions; the minimum is reported (default: 1)")
-    p.add_argument("--out", type=Path, default=RESULT, help=f"result JSON (default: {RESULT})")
+    p.add_argument("--out", type=Path, default=RESULT, metavar="FILE.json",
+                   help=f"result JSON, with the command, commit and machine (default: {RESULT})")
     args = p.parse_args(argv)
     if not args.data.is_dir():
         print(f"error: {args.data} not found; benchmark data is needed", file=sys.stderr)
         return 2
-
-    import torch
 
     from prismrec.data import load_dataset
     from prismrec.features.text import load_text_encoder
@@ -68,15 +58,11 @@ def main(argv=None) -> int:
         "batch_size": args.batch_size, "repeats": args.repeats,
         "encode_seconds": round(best, 2), "encode_seconds_all": [round(t, 2) for t in times],
         "texts_per_second": round(len(texts) / best, 1), "model_load_seconds": round(load_s, 2),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu": cpu_model(),
-                    "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in load_after]},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "encoder": enc.version},
-        "command": "python benchmarks/bench_text_encoding.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
+        "encoder": enc.version,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    path = write_result(args.out.name.removesuffix(".json"), result, args.out.parent)  # + command, commit, machine
+    print(path.read_text())
     print(f"\n{len(texts):,} texts in {best:.1f} s ({len(texts) / best:.0f}/s) on {os.cpu_count()} CPU cores, "
           f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}; wrote {args.out}")
     return 0

@@ -16,17 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 def machine() -> dict:
     import torch
 
+    from prismrec.training.checkpoint import hardware
+
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            **hardware("cuda" if torch.cuda.is_available() else "cpu")}
     try:
         info["load_average"] = os.getloadavg()
     except OSError:

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data"
 DEFAULT_OUT = Path.home() / ".cache" / "prismrec" / "datasets"
@@ -83,8 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true", help="re-prepare even if a prepared folder exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--results", type=Path, metavar="FILE.json",
-                   help="also write the per-dataset summary here (benchmarks/results/prepared_datasets.json "
-                        "holds the first, uncached run)")
+                   help="also write the per-dataset summary here, with the command, commit and machine "
+                        "(benchmarks/results/prepared_datasets.json holds the first, uncached run)")
     args = p.parse_args(argv)
     unknown = [d for d in args.datasets if d not in DATASETS]
     if unknown:
@@ -104,9 +107,8 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.results is not None:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps({"modalities": "text + attributes (offline; no images)",
-                                            "datasets": results}, indent=2) + "\n")
+        write_result(args.results.name.removesuffix(".json"),
+                     {"modalities": "text + attributes (offline; no images)", "datasets": results}, args.results.parent)
     print("\nready (offline modalities: text + attributes; no images):")
     for r in results:
         print(f"  {r['name']:<14} {r['path']}  {r['users']:,} users, {r['items']:,} items, "

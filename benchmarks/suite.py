@@ -197,7 +197,15 @@ def main() -> None:
         lines.append(f"- {c['dataset']}/{c['loss']}: {c['arm']} vs {c['vs']}: NDCG@10 {c['relative_ndcg10']:+.1%}, "
                      f"paired t p={c['t_pvalue']:.2g}, Wilcoxon p={c['wilcoxon_pvalue']:.2g} ({c['users']} users)")
     print("\n".join(lines))
+    # where the runs trained (their summary.json; "machine" below is the one that aggregated them)
+    trained_on: dict[str, int] = {}
+    for j in jobs:
+        if not j["summary"].get("failed"):
+            hw = j["summary"].get("hardware") or {}
+            where = f"{j['summary'].get('device', '?')}: {hw.get('gpu') or hw.get('cpu') or 'not recorded'}"
+            trained_on[where] = trained_on.get(where, 0) + 1
     path = write_result(plan["name"], {"plan": plan, "device": args.device, "jobs": args.jobs,
+                                       "trained_on": trained_on,
                                        "wall_seconds": round(wall, 1), "table": table, "comparisons": comparisons,
                                        "markdown": "\n".join(lines),
                                        "runs": [{k: v for k, v in j.items() if k != "sets"} | {"sets": j["sets"]}

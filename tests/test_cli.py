@@ -36,7 +36,10 @@ def test_train_evaluate_recommend_round_trip(tmp_path, capsys):
     # compare reads the saved ranks: a run against its exact reproduction differs in nothing
     assert main(["compare", "--run", str(run), "--against", str(tmp_path / "again"), "--json",
                  "--metric", "NDCG@10", "--metric", "MRR@5"]) == 0
-    cmp = json.loads(capsys.readouterr().out)["tests"]
+    out = json.loads(capsys.readouterr().out)
+    cmp = out["tests"]
+    assert out["command"] == (f"prismrec compare --run {run} --against {tmp_path / 'again'} --json "
+                              f"--metric NDCG@10 --metric MRR@5")  # the file says how it was made
     assert [t["metric"] for t in cmp] == ["NDCG@10", "MRR@5"]
     assert cmp[0]["mean_a"] == pytest.approx(summary["test"]["NDCG@10"], abs=1e-12)
     assert cmp[1]["mean_b"] == pytest.approx(summary["test"]["MRR@5"], abs=1e-12)

@@ -30,6 +30,10 @@ def test_suite_runs_aggregates_and_resumes_a_cut_off_run(tmp_path):
     assert {(r["arm"], tuple(r["seeds"])) for r in agg["table"].values()} == {("sasrec", (1,)), ("prism", (1,))}
     (cmp,) = agg["comparisons"]
     assert (cmp["arm"], cmp["vs"], cmp["users"]) == ("prism", "sasrec", 60) and 0.0 <= cmp["t_pvalue"] <= 1.0
+    # where the runs trained, from their summaries (not the aggregating machine)
+    from prismrec.training.checkpoint import hardware
+
+    assert agg["trained_on"] == {f"cpu: {hardware('cpu')['cpu']}": 2}
 
     run = out / "synthetic-ce-prism-s1"
     first = json.loads((run / "summary.json").read_text())

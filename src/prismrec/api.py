@@ -30,7 +30,7 @@ from .evaluation.popularity import (DEFAULT_BETAS, PriorChoice, check_betas, cho
                                     ranks_for_betas, with_prior)
 from .models import SequentialRecommender, build_model
 from .training import Trainer, resolve_device
-from .training.checkpoint import load_weights, save_weights, source_revision, write_json
+from .training.checkpoint import hardware, load_weights, save_weights, source_revision, write_json
 from .training.resume import RESUME_DIR
 from .training.trainer import peak_memory_mb, seed_everything
 
@@ -330,6 +330,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         "device": str(run.device),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(),
+        "hardware": hardware(run.device),  # the CPU model, and the GPU's name on CUDA
         "item_map_fingerprint": run.dataset.item_map_fingerprint(),
         "sequences_fingerprint": run.dataset.sequences_fingerprint(),
         "prismrec_version": __version__,

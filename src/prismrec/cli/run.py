@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -337,10 +338,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         sequences = load_run_dataset(_dataset_run([*args.runs, *args.against]), args.data).sequences
         groups = compare_by_group(args.runs, args.against, sequences, args.by, split=args.split, metrics=metrics)
     if args.json:
+        from .. import __version__
+        from ..training.checkpoint import source_revision
+
         out = {"split": args.split, "a": [str(r) for r in args.runs], "b": [str(r) for r in args.against],
                "tests": [t.to_dict() for t in tests]}
         if groups is not None:
             out |= {"by": args.by, "groups": [g.to_dict() for g in groups]}
+        # how this file was made: the command (working directory too, as the run paths may be relative)
+        out |= {"command": shlex.join(["prismrec", *args.argv]), "cwd": str(Path.cwd()),
+                "prismrec_version": __version__, "source_revision": source_revision()}
         print(json.dumps(out, indent=2))
         return 0
     print(f"A: {len(args.runs)} run(s), B: {len(args.against)} run(s); {args.split} split, "

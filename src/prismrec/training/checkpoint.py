@@ -63,6 +63,25 @@ def weights_mismatch(model: torch.nn.Module, path: Path) -> str:
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
+def hardware(device: torch.device | str = "cpu") -> dict[str, str]:
+    """What a run ran on, for its ``summary.json``: ``cpu`` (the processor's model name) and, on a CUDA
+    device, ``gpu`` (the device's name)."""
+    import platform
+
+    out = {"cpu": platform.processor() or platform.machine()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                out["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:  # not Linux
+        pass
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def source_revision(package_dir: str | Path = PACKAGE_DIR) -> str | None:
     """The git commit the library's source was run from, for a run's ``summary.json``: HEAD's short
