@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_common_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="prepared dataset folder to write")
     p.add_argument("--name", help="dataset name recorded in dataset.json (default: from the input file's name; "
-                                           "'yelp' for yelp)")
+                                  "'yelp' for yelp)")
     p.add_argument("--k-core", type=int, default=5, metavar="K",
                    help="iterated k-core: keep users and items with at least K interactions (default: 5; 0 = off)")
     p.add_argument("--dedup", action="store_true",

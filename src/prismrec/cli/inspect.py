@@ -55,9 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print the summary as one JSON object: fusion_weights (a list of per-expert rows, when the "
                         "run has PRISM's experts), fusion_layer (the adaptive fusion MLP's live hidden units and "
-                        "its inputs' norms; not with fusion=uniform), expert_agreement (per expert: mean cosine between two items' outputs "
-                        "and between the full input's and a unimodal view's), content_variation (how much of the "
-                        "input-side content varies across positions, beside the ID embeddings' norm), "
+                        "its inputs' norms; not with fusion=uniform), expert_agreement (per expert: mean cosine "
+                        "between two items' outputs and between the full input's and a unimodal view's), "
+                        "content_variation (how much of the input-side content varies across positions, beside the "
+                        "ID embeddings' norm), "
                         "output_fusion_weights, fusion_equal_share (the share of the "
                         "weights split equally, with model.prism.fusion_floor or fusion_warmup_epochs), "
                         "content_gate, output_popularity_scales, item_bias, probes and expert_map where they apply")

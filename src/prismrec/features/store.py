@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,8 +157,6 @@ def encode_in_chunks(folder: Path, modality: str, ds: RecDataset, items: np.ndar
 def note_hub_lookup(spec: str, kind: str) -> None:
     """Say, before a loader starts, that ``spec`` (not a local folder) will be looked up on the Hugging Face
     Hub: without network access that lookup retries for a minute or more before it fails."""
-    import os
-
     if Path(spec).expanduser().exists() or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return
     log.info("%s model %r is not a local folder: looking it up on the Hugging Face Hub (without network access "

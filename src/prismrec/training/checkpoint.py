@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import platform
 import subprocess
 from pathlib import Path
 
@@ -66,8 +67,6 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 def hardware(device: torch.device | str = "cpu") -> dict[str, str]:
     """What a run ran on, for its ``summary.json``: ``cpu`` (the processor's model name) and, on a CUDA
     device, ``gpu`` (the device's name)."""
-    import platform
-
     out = {"cpu": platform.processor() or platform.machine()}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
