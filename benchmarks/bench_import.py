@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import write_result_to  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "benchmarks" / "results" / "import_throughput.json"
@@ -65,8 +65,7 @@ def main(argv=None) -> int:
               "uncompressed_mb_per_second": round(raw_mb / secs, 1),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
               "kept": {k: rep[k] for k in ("users", "items", "interactions", "k_core_rounds")}}
-    path = write_result(args.out.name.removesuffix(".json"), result, args.out.parent)
-    print(path.read_text())
+    print(write_result_to(args.out, result).read_text())
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BEAUTY = REPO.parent / "shared" / "data" / "amazon_beauty"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import write_result_to  # noqa: E402
 
 RESULT = REPO / "benchmarks" / "results" / "text_encoding.json"
 
@@ -61,8 +61,7 @@ def main(argv=None) -> int:
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
         "encoder": enc.version,
     }
-    path = write_result(args.out.name.removesuffix(".json"), result, args.out.parent)  # + command, commit, machine
-    print(path.read_text())
+    print(write_result_to(args.out, result).read_text())  # + command, commit, machine
     print(f"\n{len(texts):,} texts in {best:.1f} s ({len(texts) / best:.0f}/s) on {os.cpu_count()} CPU cores, "
           f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}; wrote {args.out}")
     return 0

@@ -68,10 +68,17 @@ def train_step(trainer, users) -> None:
 
 
 def write_result(name: str, payload: dict, out_dir: Path | None = None) -> Path:
-    payload = {"benchmark": name, "command": " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv),
+    """``out_dir/<name>.json`` (default: benchmarks/results/) via :func:`write_result_to`."""
+    return write_result_to((out_dir or RESULTS) / f"{name}.json", payload, name)
+
+
+def write_result_to(path: Path, payload: dict, name: str | None = None) -> Path:
+    """Write ``payload`` to ``path`` as JSON, after what made it: the benchmark's name (default: the file's
+    stem), the command, the code's commit, the date and the machine."""
+    payload = {"benchmark": name or path.stem,
+               "command": " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv),
                "git_commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                **payload}
-    path = (out_dir or RESULTS) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)  # a name may hold a folder, e.g. tmp/<name>
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import write_result_to  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "data"
@@ -107,8 +107,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.results is not None:
-        write_result(args.results.name.removesuffix(".json"),
-                     {"modalities": "text + attributes (offline; no images)", "datasets": results}, args.results.parent)
+        write_result_to(args.results, {"modalities": "text + attributes (offline; no images)", "datasets": results})
     print("\nready (offline modalities: text + attributes; no images):")
     for r in results:
         print(f"  {r['name']:<14} {r['path']}  {r['users']:,} users, {r['items']:,} items, "

@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -116,6 +117,13 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
     return summary
 
 
+def _trained_on(summary: dict) -> str:
+    """"device: GPU or CPU model" of a finished run, from its summary.json ("not recorded" before the
+    summary held its hardware)."""
+    hw = summary.get("hardware") or {}
+    return f"{summary.get('device', '?')}: {hw.get('gpu') or hw.get('cpu') or 'not recorded'}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--plan", required=True, help="YAML plan: name, datasets, losses, seeds, base, arms, baseline")
@@ -198,12 +206,7 @@ def main() -> None:
                      f"paired t p={c['t_pvalue']:.2g}, Wilcoxon p={c['wilcoxon_pvalue']:.2g} ({c['users']} users)")
     print("\n".join(lines))
     # where the runs trained (their summary.json; "machine" below is the one that aggregated them)
-    trained_on: dict[str, int] = {}
-    for j in jobs:
-        if not j["summary"].get("failed"):
-            hw = j["summary"].get("hardware") or {}
-            where = f"{j['summary'].get('device', '?')}: {hw.get('gpu') or hw.get('cpu') or 'not recorded'}"
-            trained_on[where] = trained_on.get(where, 0) + 1
+    trained_on = Counter(_trained_on(j["summary"]) for j in jobs if not j["summary"].get("failed"))
     path = write_result(plan["name"], {"plan": plan, "device": args.device, "jobs": args.jobs,
                                        "trained_on": trained_on,
                                        "wall_seconds": round(wall, 1), "table": table, "comparisons": comparisons,

@@ -74,11 +74,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for flag, value in (("--tsne-items", args.tsne_items), ("--tsne-perplexity", args.tsne_perplexity)):
         if value is not None and not args.tsne:
             raise ConfigError(f"{flag} sets up the t-SNE map of --tsne FILE.svg; give that too")
-    args.tsne_items = 1000 if args.tsne_items is None else args.tsne_items
-    args.tsne_perplexity = 30.0 if args.tsne_perplexity is None else args.tsne_perplexity
-    if args.tsne_items < 2:
+    if args.tsne_items is not None and args.tsne_items < 2:
         raise ConfigError(f"--tsne-items: expected an integer >= 2 (items sampled for --tsne), got {args.tsne_items}")
-    if not args.tsne_perplexity > 0:
+    if args.tsne_perplexity is not None and not args.tsne_perplexity > 0:
         raise ConfigError(f"--tsne-perplexity: expected a number > 0, got {args.tsne_perplexity:g}")
     # output paths are checked before the run is loaded and anything is computed
     for path, flag, example in ((args.export_weights, "--export-weights", "weights.npz"),
@@ -252,7 +250,9 @@ def _expert_map(run, args: argparse.Namespace) -> dict:
     from ..introspect import expert_map
     from ..plotting import scatter_svg
 
-    m = expert_map(run, num_items=args.tsne_items, perplexity=args.tsne_perplexity)
+    # options left out take expert_map's own defaults
+    given = {"num_items": args.tsne_items, "perplexity": args.tsne_perplexity}
+    m = expert_map(run, **{k: v for k, v in given.items() if v is not None})
     svg = Path(args.tsne)
     csv = svg.with_suffix(".csv")
     xy, expert = m.points()
