@@ -13,14 +13,22 @@ goes to benchmarks/results/<plan name>.json (or --results-dir) and a Markdown ta
 every run of the plan that has finished in --out, also those that --only did not select (they are not
 started), so that a plan run one arm or seed at a time, or by several --only commands at once, always
 leaves the whole plan's table.
+
+Ctrl-C, SIGTERM or SIGHUP to the suite stops it cleanly: each running training gets one SIGTERM and, as
+`prismrec train` does when stopped, saves a summary of its best epoch so far and keeps its resume state; no
+further run starts; the aggregate of the runs that had finished is written; the suite exits with 128 + the
+signal's number. The same command continues the stopped runs. (The trainings run in their own sessions, so
+a terminal's Ctrl-C reaches them only through the suite, once.)
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +82,60 @@ def plan_jobs(plan: dict, out: str, only: str | None = None) -> list[dict]:
 INTERRUPTED = "interrupted before it finished (re-run the plan to continue it)"
 
 
+def _say(message: str) -> None:
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:  # the terminal is gone (SIGHUP)
+        pass
+
+
+class Stopper:
+    """Starts the trainings and stops them all on the suite's first Ctrl-C / SIGTERM / SIGHUP.
+
+    A stop sends each running training one SIGTERM (it then saves its best epoch so far and its resume
+    state) and refuses to start more; :attr:`signal` records the signal. Without it, a SIGTERM to the suite
+    left its trainings running unseen, and Ctrl-C ended the suite with a traceback and no aggregate."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), self._handle)
+
+    def _handle(self, signum: int, frame) -> None:
+        with self._lock:
+            first, procs = self.signal is None, list(self._running)
+            self.signal = self.signal or signum
+        if first:
+            _say(f"{signal.Signals(signum).name}: stopping {len(procs)} running training(s); each saves its best "
+                 f"epoch so far and its resume state; no new run starts")
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+        else:
+            _say(f"already stopping; waiting for {len(procs)} training(s) to save their state")
+
+    def start(self, cmd: list[str], env: dict) -> subprocess.Popen | None:
+        """The started training, or None once the suite is stopping."""
+        with self._lock:
+            if self.signal is not None:
+                return None
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                    start_new_session=True)  # signals reach it only through the suite
+            self._running.add(proc)
+        return proc
+
+    def finished(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+
+STOPPER = Stopper()
+
+
 def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
             hard_deadline: float | None = None, start_new: bool = True, why_not: str = "not run") -> dict:
     """Train (or continue) one run and return its summary; with ``start_new=False`` only read the
@@ -90,7 +152,7 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
     cmd = [sys.executable, "-m", "prismrec", "train", "--quiet", "--json", "--device", device]
     cmd += ["--data", job["data"]] if job["data"] else []
     if (out / "resume").is_dir() and (out / "config.yaml").is_file():  # cut off earlier: continue it
-        print(f"resuming {job['id']} from its last finished epoch", file=sys.stderr, flush=True)
+        _say(f"resuming {job['id']} from its last finished epoch")
         cmd += ["--resume", str(out)]
         sets = [s for s in job["sets"] if s.split("=", 1)[0] in RESUMABLE_CHANGES]
     else:  # a new run, or one cut off before it saved any state: (re)start it in its folder
@@ -100,20 +162,26 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
         cmd += ["--set", s]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.time()
+    proc = STOPPER.start(cmd, env)
+    if proc is None:
+        return {"failed": True, "skipped": "not started: the suite was stopped"}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                              timeout=max(5.0, hard_deadline - time.time()) if hard_deadline else None)
+        _, stderr = proc.communicate(timeout=max(5.0, hard_deadline - time.time()) if hard_deadline else None)
     except subprocess.TimeoutExpired:
-        print(f"KILLED {job['id']} at the hard time budget", file=sys.stderr, flush=True)
+        proc.kill()
+        proc.communicate()
+        _say(f"KILLED {job['id']} at the hard time budget")
         return {"failed": True, "killed": "hard time budget; metrics.jsonl holds the epochs it finished"}
+    finally:
+        STOPPER.finished(proc)
     if proc.returncode != 0:
-        print(f"FAILED {job['id']}: {proc.stderr[-2000:]}", file=sys.stderr, flush=True)
-        return {"failed": True, "stderr": proc.stderr[-2000:]}
+        _say(f"FAILED {job['id']}: {stderr[-2000:]}")
+        return {"failed": True, "stderr": stderr[-2000:]}
     summary = finished_summary(out)
     if summary is None:  # stopped by SIGTERM / Ctrl-C: not a finished run
-        print(f"INTERRUPTED {job['id']}; re-run the plan to continue it", file=sys.stderr, flush=True)
+        _say(f"INTERRUPTED {job['id']}; re-run the plan to continue it")
         return {"failed": True, "skipped": INTERRUPTED}
-    print(f"done {job['id']} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+    _say(f"done {job['id']} in {time.time() - t0:.0f}s")
     return summary
 
 
@@ -152,6 +220,7 @@ def main() -> None:
     deadline = t0 + args.time_budget if args.time_budget > 0 else None
     hard = t0 + args.hard_budget if args.hard_budget > 0 else None
     todo = [j for j in jobs if j["id"] in selected]
+    STOPPER.install()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         summaries = dict(zip([j["id"] for j in todo],
                              pool.map(lambda j: run_one(j, args.device, args.threads, deadline, hard,
@@ -215,6 +284,11 @@ def main() -> None:
                                                 for j in jobs]},
                         Path(args.results_dir) if args.results_dir else None)
     print(f"results: {path}", file=sys.stderr)
+    if STOPPER.signal is not None:
+        stopped = [j["id"] for j in jobs if j["id"] in selected and j["summary"].get("failed")]
+        _say(f"stopped by {signal.Signals(STOPPER.signal).name}: {len(stopped)} selected run(s) not finished "
+             f"({', '.join(stopped)}); the same command continues them")
+        sys.exit(128 + STOPPER.signal)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ and breakdown.py; list_popularity.py on a tiny run."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +114,53 @@ def test_suite_continues_a_run_that_sigterm_interrupted(tmp_path):
     again = json.loads((run / "summary.json").read_text())
     assert again["stop_reason"] != "interrupted" and again["epochs_run"] == first["epochs_run"] == 2
     assert again["test"] == first["test"]  # continued from epoch 1, it ends where the uninterrupted run did
+
+
+def _kill_processes_mentioning(text: str) -> None:
+    """Test cleanup: SIGKILL every process whose command line contains ``text`` (Linux /proc)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").is_file(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_suite_stops_its_trainings_cleanly(tmp_path, sig):
+    """SIGTERM or Ctrl-C to the suite alone: its running training saves an interrupted summary and its resume
+    state (it is not left running unseen), no further run starts, the aggregate is written, and the suite
+    exits with 128 + the signal's number."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: stoptest\ndatasets: {synthetic: null}\nlosses: [ce]\nseeds: [1, 2]\n"
+                    "base: [data.synthetic.num_users=60, data.synthetic.num_items=80, data.max_seq_len=10, "
+                    "model.hidden_dim=16, model.num_layers=1, train.epochs=100000, train.patience=100000, "
+                    "train.batch_size=32]\narms: {sasrec: []}\n")
+    out, results = tmp_path / "runs", tmp_path / "results"
+    suite = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--plan", str(plan),
+                              "--out", str(out), "--results-dir", str(results)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    first, second = out / "synthetic-ce-sasrec-s1", out / "synthetic-ce-sasrec-s2"
+    try:
+        deadline = time.time() + 180
+        while not ((first / "metrics.jsonl").is_file() and (first / "metrics.jsonl").read_text().count("\n") >= 2):
+            assert time.time() < deadline and suite.poll() is None, "the first run never finished two epochs"
+            time.sleep(0.5)
+        suite.send_signal(sig)  # the suite only, as a job scheduler or a terminal's Ctrl-C now reach it
+        _, stderr = suite.communicate(timeout=180)
+    finally:
+        if suite.poll() is None:
+            suite.kill()
+        _kill_processes_mentioning(str(tmp_path))  # a training left running would outlive the test
+    assert suite.returncode == 128 + sig, stderr[-3000:]
+    assert f"{sig.name}: stopping 1 running training(s)" in stderr
+    assert f"stopped by {sig.name}: 2 selected run(s) not finished" in stderr
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["stop_reason"] == "interrupted" and summary["epochs_run"] >= 2
+    assert (first / "resume" / "state.json").is_file()  # the same command continues it
+    assert not second.exists()  # nothing started after the signal
+    assert json.loads((results / "stoptest.json").read_text())["table"] == {}  # written, counting no unfinished run
 
 
 def test_planted_world_analysis_end_to_end(tmp_path):
