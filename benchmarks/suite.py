@@ -12,7 +12,8 @@ arm, relative improvement over the baseline arm, paired tests over users on NDCG
 goes to benchmarks/results/<plan name>.json (or --results-dir) and a Markdown table is printed. It covers
 every run of the plan that has finished in --out, also those that --only did not select (they are not
 started), so that a plan run one arm or seed at a time, or by several --only commands at once, always
-leaves the whole plan's table.
+leaves the whole plan's table. While trainings run, a line per training on stderr every --progress-every
+seconds says its last finished epoch and its best validation score so far (the trainings themselves run quiet).
 
 Ctrl-C, SIGTERM or SIGHUP to the suite stops it cleanly: each running training gets one SIGTERM and, as
 `prismrec train` does when stopped, saves a summary of its best epoch so far and keeps its resume state; no
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -89,8 +91,9 @@ def _say(message: str) -> None:
         pass
 
 
-class Stopper:
-    """Starts the trainings and stops them all on the suite's first Ctrl-C / SIGTERM / SIGHUP.
+class Trainings:
+    """The suite's running trainings: started here, reported on while they run, and stopped together on
+    the suite's first Ctrl-C / SIGTERM / SIGHUP.
 
     A stop sends each running training one SIGTERM (it then saves its best epoch so far and its resume
     state) and refuses to start more; :attr:`signal` records the signal. Without it, a SIGTERM to the suite
@@ -98,7 +101,7 @@ class Stopper:
 
     def __init__(self) -> None:
         self.signal: int | None = None
-        self._running: set[subprocess.Popen] = set()
+        self._running: dict[subprocess.Popen, dict] = {}  # process -> its job
         self._lock = threading.Lock()
 
     def install(self) -> None:
@@ -118,22 +121,58 @@ class Stopper:
         else:
             _say(f"already stopping; waiting for {len(procs)} training(s) to save their state")
 
-    def start(self, cmd: list[str], env: dict) -> subprocess.Popen | None:
-        """The started training, or None once the suite is stopping."""
+    def start(self, job: dict, cmd: list[str], env: dict) -> subprocess.Popen | None:
+        """The started training of ``job``, or None once the suite is stopping."""
         with self._lock:
             if self.signal is not None:
                 return None
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                     start_new_session=True)  # signals reach it only through the suite
-            self._running.add(proc)
+            self._running[proc] = job
         return proc
 
     def finished(self, proc: subprocess.Popen) -> None:
         with self._lock:
-            self._running.discard(proc)
+            self._running.pop(proc, None)
+
+    def running_jobs(self) -> list[dict]:
+        with self._lock:
+            return list(self._running.values())
+
+    def report_every(self, seconds: float, done: threading.Event) -> None:
+        """Until ``done`` is set, print :func:`progress_line` of every running training each ``seconds``."""
+        while not done.wait(seconds):
+            for job in self.running_jobs():
+                _say(f"[{time.strftime('%H:%M')}] {progress_line(job)}")
 
 
-STOPPER = Stopper()
+TRAININGS = Trainings()
+
+
+def progress_line(job: dict) -> str:
+    """Where a running training is, from its metrics.jsonl: last finished epoch, its training seconds, and
+    the best validation score so far (the plan's ``train.metric``, default NDCG@10) with its epoch."""
+    metric = next((s.split("=", 1)[1] for s in job["sets"] if s.startswith("train.metric=")), "NDCG@10")
+    records = []
+    try:
+        lines = (Path(job["dir"]) / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a line being written
+            pass
+    if not records:
+        return f"{job['id']}: no epoch finished yet"
+    last = records[-1]
+    text = f"{job['id']}: epoch {last['epoch']} ({last.get('train_seconds', float('nan')):.0f} s of training)"
+    scored = [r for r in records if metric in (r.get("valid") or {})]
+    if scored:
+        best = max(scored, key=lambda r: r["valid"][metric])
+        text += (f", best valid {metric} {best['valid'][metric]:.4f} at epoch {best['epoch']} "
+                 f"({last['epoch'] - best['epoch']} epoch(s) since)")
+    return text
 
 
 def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
@@ -162,7 +201,7 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
         cmd += ["--set", s]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.time()
-    proc = STOPPER.start(cmd, env)
+    proc = TRAININGS.start(job, cmd, env)
     if proc is None:
         return {"failed": True, "skipped": "not started: the suite was stopped"}
     try:
@@ -173,7 +212,7 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
         _say(f"KILLED {job['id']} at the hard time budget")
         return {"failed": True, "killed": "hard time budget; metrics.jsonl holds the epochs it finished"}
     finally:
-        STOPPER.finished(proc)
+        TRAININGS.finished(proc)
     if proc.returncode != 0:
         _say(f"FAILED {job['id']}: {stderr[-2000:]}")
         return {"failed": True, "stderr": stderr[-2000:]}
@@ -209,6 +248,9 @@ def main() -> None:
                     help="seconds after which no new run starts (0 = no limit); skipped runs are listed")
     ap.add_argument("--hard-budget", type=float, default=0.0,
                     help="seconds after which running runs are killed (0 = no limit)")
+    ap.add_argument("--progress-every", type=float, default=600.0,
+                    help="seconds between progress lines on stderr, one per running training: its last finished "
+                         "epoch and best validation score so far (default 600; 0 = none)")
     args = ap.parse_args()
     plan = load_plan(args.plan)
 
@@ -220,12 +262,16 @@ def main() -> None:
     deadline = t0 + args.time_budget if args.time_budget > 0 else None
     hard = t0 + args.hard_budget if args.hard_budget > 0 else None
     todo = [j for j in jobs if j["id"] in selected]
-    STOPPER.install()
+    TRAININGS.install()
+    done = threading.Event()
+    if args.progress_every > 0 and not args.aggregate_only:
+        threading.Thread(target=TRAININGS.report_every, args=(args.progress_every, done), daemon=True).start()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         summaries = dict(zip([j["id"] for j in todo],
                              pool.map(lambda j: run_one(j, args.device, args.threads, deadline, hard,
                                                         start_new=not args.aggregate_only,
                                                         why_not="--aggregate-only: not run"), todo)))
+    done.set()
     wall = time.time() - t0
     # the runs --only left out are only read, after the selected ones, so that runs another command
     # finished meanwhile are counted
@@ -284,11 +330,11 @@ def main() -> None:
                                                 for j in jobs]},
                         Path(args.results_dir) if args.results_dir else None)
     print(f"results: {path}", file=sys.stderr)
-    if STOPPER.signal is not None:
+    if TRAININGS.signal is not None:
         stopped = [j["id"] for j in jobs if j["id"] in selected and j["summary"].get("failed")]
-        _say(f"stopped by {signal.Signals(STOPPER.signal).name}: {len(stopped)} selected run(s) not finished "
+        _say(f"stopped by {signal.Signals(TRAININGS.signal).name}: {len(stopped)} selected run(s) not finished "
              f"({', '.join(stopped)}); the same command continues them")
-        sys.exit(128 + STOPPER.signal)
+        sys.exit(128 + TRAININGS.signal)
 
 
 if __name__ == "__main__":

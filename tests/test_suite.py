@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -116,6 +117,20 @@ def test_suite_continues_a_run_that_sigterm_interrupted(tmp_path):
     assert again["test"] == first["test"]  # continued from epoch 1, it ends where the uninterrupted run did
 
 
+def test_progress_line_reads_the_best_epoch_so_far_and_skips_a_line_being_written(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from suite import progress_line
+
+    job = {"id": "d-ce-a-s1", "dir": str(tmp_path), "sets": ["train.metric=HR@10"]}
+    assert progress_line(job) == "d-ce-a-s1: no epoch finished yet"
+    rows = [{"epoch": 1, "train_seconds": 10.4, "valid": {"HR@10": 0.2, "NDCG@10": 0.9}},
+            {"epoch": 2, "train_seconds": 11.6, "valid": {"HR@10": 0.3, "NDCG@10": 0.1}},
+            {"epoch": 3, "train_seconds": 9.0, "valid": {"HR@10": 0.25, "NDCG@10": 0.1}}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"epoch": 4, "tra')
+    assert progress_line(job) == ("d-ce-a-s1: epoch 3 (9 s of training), best valid HR@10 0.3000 at epoch 2 "
+                                  "(1 epoch(s) since)")
+
+
 def _kill_processes_mentioning(text: str) -> None:
     """Test cleanup: SIGKILL every process whose command line contains ``text`` (Linux /proc)."""
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -139,7 +154,7 @@ def test_a_signal_to_the_suite_stops_its_trainings_cleanly(tmp_path, sig):
                     "train.batch_size=32]\narms: {sasrec: []}\n")
     out, results = tmp_path / "runs", tmp_path / "results"
     suite = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--plan", str(plan),
-                              "--out", str(out), "--results-dir", str(results)],
+                              "--out", str(out), "--results-dir", str(results), "--progress-every", "0.2"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     first, second = out / "synthetic-ce-sasrec-s1", out / "synthetic-ce-sasrec-s2"
     try:
@@ -155,6 +170,8 @@ def test_a_signal_to_the_suite_stops_its_trainings_cleanly(tmp_path, sig):
         _kill_processes_mentioning(str(tmp_path))  # a training left running would outlive the test
     assert suite.returncode == 128 + sig, stderr[-3000:]
     assert f"{sig.name}: stopping 1 running training(s)" in stderr
+    assert re.search(r"\] synthetic-ce-sasrec-s1: epoch \d+ \(\d+ s of training\), best valid NDCG@10 0\.\d{4} at "
+                     r"epoch \d+ \(\d+ epoch\(s\) since\)", stderr)  # progress while it ran
     assert f"stopped by {sig.name}: 2 selected run(s) not finished" in stderr
     summary = json.loads((first / "summary.json").read_text())
     assert summary["stop_reason"] == "interrupted" and summary["epochs_run"] >= 2
