@@ -150,7 +150,7 @@ TRAININGS = Trainings()
 
 
 def progress_line(job: dict) -> str:
-    """Where a running training is, from its metrics.jsonl: last finished epoch, its training seconds, and
+    """Where a running training is, from its metrics.jsonl: last finished epoch, the seconds it trained, and
     the best validation score so far (the plan's ``train.metric``, default NDCG@10) with its epoch."""
     metric = next((s.split("=", 1)[1] for s in job["sets"] if s.startswith("train.metric=")), "NDCG@10")
     records = []
@@ -166,7 +166,7 @@ def progress_line(job: dict) -> str:
     if not records:
         return f"{job['id']}: no epoch finished yet"
     last = records[-1]
-    text = f"{job['id']}: epoch {last['epoch']} ({last.get('train_seconds', float('nan')):.0f} s of training)"
+    text = f"{job['id']}: epoch {last['epoch']} done in {last.get('train_seconds', float('nan')):.0f} s"
     scored = [r for r in records if metric in (r.get("valid") or {})]
     if scored:
         best = max(scored, key=lambda r: r["valid"][metric])

@@ -127,7 +127,7 @@ def test_progress_line_reads_the_best_epoch_so_far_and_skips_a_line_being_writte
             {"epoch": 2, "train_seconds": 11.6, "valid": {"HR@10": 0.3, "NDCG@10": 0.1}},
             {"epoch": 3, "train_seconds": 9.0, "valid": {"HR@10": 0.25, "NDCG@10": 0.1}}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"epoch": 4, "tra')
-    assert progress_line(job) == ("d-ce-a-s1: epoch 3 (9 s of training), best valid HR@10 0.3000 at epoch 2 "
+    assert progress_line(job) == ("d-ce-a-s1: epoch 3 done in 9 s, best valid HR@10 0.3000 at epoch 2 "
                                   "(1 epoch(s) since)")
 
 
@@ -170,7 +170,7 @@ def test_a_signal_to_the_suite_stops_its_trainings_cleanly(tmp_path, sig):
         _kill_processes_mentioning(str(tmp_path))  # a training left running would outlive the test
     assert suite.returncode == 128 + sig, stderr[-3000:]
     assert f"{sig.name}: stopping 1 running training(s)" in stderr
-    assert re.search(r"\] synthetic-ce-sasrec-s1: epoch \d+ \(\d+ s of training\), best valid NDCG@10 0\.\d{4} at "
+    assert re.search(r"\] synthetic-ce-sasrec-s1: epoch \d+ done in \d+ s, best valid NDCG@10 0\.\d{4} at "
                      r"epoch \d+ \(\d+ epoch\(s\) since\)", stderr)  # progress while it ran
     assert f"stopped by {sig.name}: 2 selected run(s) not finished" in stderr
     summary = json.loads((first / "summary.json").read_text())
