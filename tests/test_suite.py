@@ -358,6 +358,22 @@ def test_every_benchmark_script_is_listed_in_the_benchmarks_doc():
     assert not missing, f"not in docs/benchmarks.md's table of scripts: {missing}"
 
 
+def test_the_paper_experiments_page_names_only_plans_scripts_and_options_that_exist():
+    """docs/paper_experiments.md maps the paper's experiments to plans, scripts and config keys: each one it
+    names must exist, so the page cannot drift from the repository unnoticed."""
+    from prismrec.config import to_dict
+    from prismrec.prism.config import PRISMConfig
+
+    doc = (ROOT / "docs" / "paper_experiments.md").read_text()
+    plans = set(re.findall(r"`(?:benchmarks/plans/)?([\w.]+\.yaml)`", doc))
+    scripts = set(re.findall(r"benchmarks/(\w+\.py)", doc))
+    keys = set(re.findall(r"model\.prism\.(\w+)", doc)) | set(re.findall(r"`(lambda_\w+|loss_\w+|fusion_\w+)[`=]", doc))
+    assert len(plans) >= 10 and len(scripts) >= 4 and len(keys) >= 8
+    assert not [p for p in plans if not (ROOT / "benchmarks" / "plans" / p).is_file()]
+    assert not [p for p in scripts if not (ROOT / "benchmarks" / p).is_file()]
+    assert not sorted(keys - set(to_dict(PRISMConfig())))
+
+
 def test_inspect_epoch_reads_the_latest_epochs_weights(tmp_path):
     """benchmarks/inspect_epoch.py looks at a run through resume/model.safetensors, the weights of its last
     finished epoch, and refuses a folder without them."""
