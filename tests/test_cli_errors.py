@@ -201,3 +201,15 @@ def test_inspect_per_position_needs_export_weights(tmp_path, capsys):
 
     assert main(["inspect", "--run", str(tmp_path / "no_run"), "--per-position"]) == 2
     assert "--per-position" in capsys.readouterr().err  # refused before the (missing) run is loaded
+
+
+def test_histories_too_short_to_train_on_name_the_file(tmp_path, capsys):
+    """Every history has 3 items: valid and test take two, so nothing is left to train on (this once
+    ended in a traceback from the batch split). The error names the file, and no run folder is made."""
+    path = tmp_path / "seq.txt"
+    path.write_text("1 1 2 3\n2 2 3 4\n3 4 5\n")
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", str(path), "--output-dir", str(out), "--set", "train.epochs=1"]) == 2
+    err = one_error_line(capsys, f"{path}: no history is long enough to train on")
+    assert "at least one user with 4 or more items (the longest history here has 3)" in err
+    assert not out.exists()

@@ -294,6 +294,13 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
     revision = source_revision()  # the code this process loaded, before any commit made while it trains
     run = build(cfg, dataset)
     run_dir = Path(output_dir) if output_dir else default_run_dir(cfg, run.dataset)
+    try:  # before the run folder is made: a dataset too short to train on leaves nothing behind
+        trainer = Trainer(run.model, run.data, run.config.train, run.config.eval, run.device, run_dir,
+                          progress=progress, revision=revision,
+                          tags={"item_map_fingerprint": run.dataset.item_map_fingerprint(),
+                                "sequences_fingerprint": run.dataset.sequences_fingerprint()})
+    except DataError as exc:
+        raise DataError(f"{run.dataset.source or run.dataset.name}: {exc}") from None
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         # a previous run's results must not outlive this one, nor its state be resumed
@@ -302,9 +309,6 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
     cfg = run.config  # with the feature matrices it reads named
     save_config(cfg, run_dir / "config.yaml")
-    trainer = Trainer(run.model, run.data, cfg.train, cfg.eval, run.device, run_dir, progress=progress,
-                      tags={"item_map_fingerprint": run.dataset.item_map_fingerprint(),
-                            "sequences_fingerprint": run.dataset.sequences_fingerprint()}, revision=revision)
     # a run cut off (or interrupted: its summary says so) after its last epoch is just finished
     fit = trainer.fit(resume=resume, finished_ok=resume and finished_summary(run_dir) is None)
     valid = run.evaluate("valid")

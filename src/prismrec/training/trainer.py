@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, EvalConfig, TrainConfig
+from ..data.sequences import DataError
 from ..data.split import LeaveOneOut, trim_left_padding
 from ..evaluation import EvalResult, evaluate
 from ..models.base import SequentialRecommender, TrainBatch
@@ -77,6 +78,11 @@ class Trainer:
         # users with at least one training target; the others only take part in evaluation
         has_target = (data.train_targets != 0).any(dim=1)
         self.train_users = torch.nonzero(has_target).squeeze(1)
+        if len(self.train_users) == 0:
+            longest = int((data.train_history != 0).sum(dim=1).max()) + 2 if data.num_users else 0
+            raise DataError(f"no history is long enough to train on: leave-one-out keeps each history's last two "
+                            f"items for validation and test, so training needs at least one user with 4 or more "
+                            f"items (the longest history here has {longest})")
         self.train_lengths = (data.train_inputs != 0).sum(dim=1)  # (U,)
         # tensors used every batch, placed on the device once
         self.train_inputs = data.train_inputs.to(device)
