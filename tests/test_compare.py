@@ -177,7 +177,20 @@ def test_compare_by_group_refuses_ranks_of_other_users(tmp_path):
     with pytest.raises(DataError, match=r"another order than the dataset \(row 0: user 1 vs 11\)"):
         compare_by_group([write_run(tmp_path / "c", [1, 2, 3, 4])], [write_run(tmp_path / "d", [1, 2, 3, 4])],
                          sequences(), "target-count")
-    assert compare_by_group([base], [base], sequences(), "target-count")[0].tests[0].t_pvalue == 1.0
+    same = write_run(tmp_path / "same", [1, 2, 3, 4], user_ids=[11, 12, 13, 14])
+    assert compare_by_group([base], [same], sequences(), "target-count")[0].tests[0].t_pvalue == 1.0
+
+
+def test_a_run_given_twice_is_refused(tmp_path):
+    """A run against itself says nothing (p = 1), and a run twice on one side would count double in the
+    side's average over seeds: both are errors that name the run, whichever way its path is spelt."""
+    a, b = write_run(tmp_path / "a", [1, 2, 3, 4]), write_run(tmp_path / "b", [2, 2, 3, 4])
+    with pytest.raises(DataError, match=r"/a: the same run is given on both sides"):
+        compare_runs([a], [tmp_path / "." / "a"])
+    with pytest.raises(DataError, match=r"/a: the same run is given twice on side A"):
+        compare_runs([a, f"{a}/"], [b])
+    with pytest.raises(DataError, match=r"/b: the same run is given twice on side B"):
+        compare_by_group([a], [b, b], sequences(), "target-count")
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss")  # groups of two users
@@ -223,7 +236,8 @@ def test_compare_cli_by_group_reads_the_dataset_of_a_save_ranks_folders_run(tmp_
         assert [(g["group"], g["users"]) for g in json.loads(capsys.readouterr().out)["groups"]] == expected
     # neither side a run: one error that says what --by needs
     other = write_run(tmp_path / "other", [1, 1, 1, 1], user_ids=[11, 12, 13, 14])
-    assert main(["compare", "--run", str(other), "--against", str(other), "--by", "target-count"]) == 2
+    other2 = write_run(tmp_path / "other2", [2, 1, 1, 1], user_ids=[11, 12, 13, 14])
+    assert main(["compare", "--run", str(other), "--against", str(other2), "--by", "target-count"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --by needs the dataset") and "put a trained run on one side" in err
 

@@ -154,6 +154,14 @@ def _per_user_sides(runs_a: Sequence[str | Path], runs_b: Sequence[str | Path], 
     user's value averaged over side A's runs and over side B's: ``{metric: (a (U,), b (U,))}``."""
     if not runs_a or not runs_b:
         raise ValueError("a comparison needs at least one run on each side")
+    sides_of: dict[Path, list[str]] = {}
+    for side, runs in (("A", runs_a), ("B", runs_b)):
+        for r in runs:
+            sides_of.setdefault(Path(r).resolve(), []).append(side)
+    for path, sides in sides_of.items():
+        if len(sides) > 1:  # the same run on both sides says nothing; twice on one side counts it twice
+            where = "on both sides" if set(sides) == {"A", "B"} else f"twice on side {sides[0]}"
+            raise DataError(f"{path}: the same run is given {where}; each run may appear once in a comparison")
     metrics = [f"{name}@{k}" for name, k in map(parse_metric, metrics)]  # canonical names
     a = [load_ranks(r, split) for r in runs_a]
     b = [load_ranks(r, split) for r in runs_b]
