@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -45,6 +44,7 @@ from common import write_result  # noqa: E402
 from prismrec.api import finished_summary  # noqa: E402
 from prismrec.config import RESUMABLE_CHANGES  # noqa: E402
 from prismrec.evaluation.compare import compare_runs  # noqa: E402
+from prismrec.runlist import best_epoch, read_epochs  # noqa: E402
 
 
 def load_plan(path: str) -> dict:
@@ -153,23 +153,13 @@ def progress_line(job: dict) -> str:
     """Where a running training is, from its metrics.jsonl: last finished epoch, the seconds it trained, and
     the best validation score so far (the plan's ``train.metric``, default NDCG@10) with its epoch."""
     metric = next((s.split("=", 1)[1] for s in job["sets"] if s.startswith("train.metric=")), "NDCG@10")
-    records = []
-    try:
-        lines = (Path(job["dir"]) / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:  # a line being written
-            pass
+    records = read_epochs(job["dir"])  # a half-written last line is skipped
     if not records:
         return f"{job['id']}: no epoch finished yet"
     last = records[-1]
     text = f"{job['id']}: epoch {last['epoch']} done in {last.get('train_seconds', float('nan')):.0f} s"
-    scored = [r for r in records if metric in (r.get("valid") or {})]
-    if scored:
-        best = max(scored, key=lambda r: r["valid"][metric])
+    best = best_epoch(records, metric)
+    if best is not None:
         text += (f", best valid {metric} {best['valid'][metric]:.4f} at epoch {best['epoch']} "
                  f"({last['epoch'] - best['epoch']} epoch(s) since)")
     return text

@@ -141,6 +141,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the tests as JSON")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("runs", help="list the runs under folders: where each stands and its best scores",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Find every run folder at or below each DIR (a folder written by `prismrec\n"
+                                   "train`: config.yaml with metrics.jsonl, summary.json or resume/) and print one\n"
+                                   "line per run: dataset, model (backbone, + the content fusion when PRISM is on),\n"
+                                   "loss, seed, state, epochs finished, and the best epoch with its validation\n"
+                                   "and test scores. Nothing is loaded but the run's small text files.\n\n"
+                                   "states: 'done: early stop' / 'done: epoch limit' / 'done: time limit' (ended;\n"
+                                   "the last two may still have been improving: `train --resume DIR` continues\n"
+                                   "them), 'stopped' (Ctrl-C / SIGTERM; its summary holds the best epoch so far),\n"
+                                   "'unfinished' (training now, or cut off; the age of its last epoch tells which),\n"
+                                   "'no epoch yet'. The test score shows once a summary exists.",
+                       epilog="examples:\n  prismrec runs\n  prismrec runs runs/sports_stosa --metric HR@10\n"
+                              "  prismrec runs runs/ --json")
+    p.add_argument("dirs", nargs="*", default=["runs"], metavar="DIR",
+                   help="a run folder or a folder of runs, searched recursively (default: runs)")
+    p.add_argument("--metric", metavar="NAME@K", help="the metric shown (HR@K, NDCG@K or MRR@K; default: each "
+                   "run's own train.metric, NDCG@10 unless set)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per run (a list)")
+    p.set_defaults(func=cmd_runs)
+
 
 def format_table(summary: dict, ks: tuple[int, ...]) -> str:
     names = [f"{m}@{k}" for k in ks for m in ("HR", "NDCG", "MRR")]
@@ -315,6 +336,52 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
             print()
             print(format_list_stats(lists))
+    return 0
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+    from ..runlist import find_runs, run_status
+
+    if args.metric:
+        from ..evaluation.compare import parse_metric
+
+        try:
+            name, k = parse_metric(args.metric)
+        except ValueError as exc:
+            raise ConfigError(f"--metric: {exc}") from None
+        args.metric = f"{name}@{k}"
+    rows = [run_status(d, args.metric) for d in find_runs(args.dirs)]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return 0
+    if not rows:
+        print(f"no run folders under {', '.join(args.dirs)}")
+        return 0
+
+    def fmt(v: float | None) -> str:
+        return "" if v is None else f"{v:.4f}"
+
+    table = [("run", "dataset", "model", "loss", "seed", "state", "epochs", "best", "valid", "test")]
+    for r in rows:
+        state = r.state + (f" ({_age(r.last_epoch_age_s)})" if r.state == "unfinished" else "")
+        table.append((r.run, r.dataset or "?", r.model or "?", r.loss or "?", "" if r.seed is None else str(r.seed),
+                      state, str(r.epochs), "" if r.best_epoch is None else str(r.best_epoch),
+                      fmt(r.best_valid), fmt(r.test)))
+    metrics = sorted({r.metric for r in rows})
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(c.ljust(w) if i < 6 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    print(f"valid / test: {', '.join(metrics)} at the best epoch ({len(rows)} run(s))")
     return 0
 
 
