@@ -13,6 +13,8 @@ from prismrec.data.dataset import item_map_fingerprint
 from prismrec.data.folders import prepare_from_folder
 from prismrec.data.prepared import available_features, read_prepared, write_feature, write_prepared
 
+from conftest import TINY, sets
+
 
 def run_cli(argv, capsys=None):
     """The real ``prismrec`` entry point (errors go to stderr with exit code 2)."""
@@ -289,3 +291,25 @@ def test_benchmark_item_meta_out_of_order_names_the_line(bench):
     tsv.write_text(tsv.read_text().replace("2\tX2\t", "5\tX2\t"))
     with pytest.raises(DataError, match=r"item_meta\.tsv:3: expected item_id 2, found 5"):
         load_dataset(bench)
+
+
+def test_recommend_takes_raw_item_ids(bench, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", str(bench), "--output-dir", str(run), *sets(TINY)]) == 0
+    capsys.readouterr()
+    assert main(["recommend", "--run", str(run), "--history", "1,2", "-k", "2", "--json"]) == 0
+    by_id = json.loads(capsys.readouterr().out)
+    assert main(["recommend", "--run", str(run), "--history", "X1, X2", "--raw-ids", "-k", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_id
+    assert {r["raw_id"] for r in by_id} == {"X3", "X4"}  # the history is excluded
+    assert main(["recommend", "--run", str(run), "--history", "X1,X9,B0", "--raw-ids"]) == 2
+    assert "unknown raw item id(s) 'X9', 'B0' (not in the dataset's item map of 4 items)" in capsys.readouterr().err
+    assert main(["recommend", "--run", str(run), "--history", "X1"]) == 2
+    assert "(or raw item ids with --raw-ids), got 'X1'" in capsys.readouterr().err
+
+
+def test_raw_ids_of_a_dataset_without_an_item_map_are_refused():
+    from prismrec.data import RecDataset, Sequences
+    ds = RecDataset(name="seqs", sequences=Sequences.from_lists([np.array([1, 2, 3])], num_items=3))
+    with pytest.raises(DataError, match=r"seqs: this dataset has no raw item ids .* give its item ids \(1..3\)"):
+        ds.items_from_raw_ids(["1"])

@@ -98,7 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Recommend the top-k next items for an item history with a saved run.")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `prismrec train`")
     p.add_argument("--history", required=True, metavar="ID,ID,...",
-                   help="comma-separated item ids, oldest first (ids as in the dataset's sequence file)")
+                   help="comma-separated item ids, oldest first (ids as in the dataset's sequence file; with "
+                        "--raw-ids, the dataset's raw item ids)")
+    p.add_argument("--raw-ids", action="store_true", help="--history holds raw item ids (e.g. ASINs or Yelp "
+                   "business ids, as in the prepared folder's item_map.tsv or the benchmark folder's datamaps.json) "
+                   "instead of item ids")
     p.add_argument("-k", type=int, default=10, help="number of items to return, at least 1 (default: 10)")
     p.add_argument("--include-history", action="store_true", help="allow items of the history to be recommended")
     p.add_argument("--data", metavar="PATH", help="override the dataset path stored in the run's config (e.g. "
@@ -466,13 +470,18 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from ..api import check_k, load_run
     from ..data.sequences import DataError
 
-    try:
-        history = [int(x) for x in args.history.split(",") if x.strip()]
-    except ValueError:
-        raise DataError(f"--history must be comma-separated integer item ids, got {args.history!r}") from None
+    tokens = [x.strip() for x in args.history.split(",") if x.strip()]
+    if not args.raw_ids:
+        try:
+            history = [int(x) for x in tokens]
+        except ValueError:
+            raise DataError(f"--history must be comma-separated integer item ids (or raw item ids with --raw-ids), "
+                            f"got {args.history!r}") from None
     check_k(args.k)
     prior, betas = _prior_options(args)
     run = load_run(args.run, device=args.device or "cpu", data_path=args.data)
+    if args.raw_ids:
+        history = run.dataset.items_from_raw_ids(tokens)
     choice = run.choose_popularity_beta(betas, args.prior_metric) if prior == "auto" else None
     beta = choice.beta if choice is not None else (prior or 0.0)
     recs = run.recommend(history, args.k, exclude_history=not args.include_history, popularity_beta=beta)

@@ -67,6 +67,20 @@ class RecDataset:
     def item_map_fingerprint(self) -> str:
         return item_map_fingerprint(self.num_items, self.item_raw_ids)
 
+    def items_from_raw_ids(self, raw_ids: list[str]) -> list[int]:
+        """The item ids (1..N) of raw item ids (ASINs, business ids), in order. Raises DataError naming the
+        raw ids the dataset does not know, or if it has no raw ids at all."""
+        if not self.item_raw_ids:
+            raise DataError(f"{self.source or self.name}: this dataset has no raw item ids (no item map); give "
+                            f"its item ids (1..{self.num_items}) instead")
+        index = {raw: i for i, raw in enumerate(self.item_raw_ids, start=1)}
+        unknown = [r for r in raw_ids if r not in index]
+        if unknown:
+            shown = ", ".join(repr(r) for r in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise DataError(f"{self.source or self.name}: unknown raw item id(s) {shown} (not in the dataset's "
+                            f"item map of {self.num_items} items)")
+        return [index[r] for r in raw_ids]
+
     def sequences_fingerprint(self) -> str:
         """sha256 over the users and their item sequences, in order: two datasets with the same item map
         (e.g. two sequence files with items 1..N, or two synthetic worlds) but different interactions
