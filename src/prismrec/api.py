@@ -21,10 +21,11 @@ from . import __version__
 from .config import (NEUTRAL_ADDITIONS, RESUMABLE_CHANGES, ConfigError, ExperimentConfig, build_config, load_yaml,
                      save_config)
 from .data import LeaveOneOut, RecDataset, load_dataset
-from .data.split import observed_item_counts, train_item_counts
+from .data.split import next_item_inputs, observed_item_counts, train_item_counts
 from .data.sequences import DataError
 from .data.split import pad_history
 from .evaluation import EvalResult, evaluate
+from .evaluation.evaluator import recommend_top
 from .evaluation.compare import parse_metric
 from .evaluation.popularity import (DEFAULT_BETAS, PriorChoice, check_betas, choose_beta, popularity_prior,
                                     ranks_for_betas, with_prior)
@@ -120,6 +121,26 @@ class Run:
             scores[torch.tensor(history, device=self.device)] = float("-inf")
         top = torch.topk(scores, min(k, n))
         return [(int(i), float(s)) for s, i in zip(top.values.cpu(), top.indices.cpu()) if s > float("-inf")]
+
+
+    def recommend_all(self, k: int = 10, exclude_history: bool = True,
+                      popularity_beta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every user's top-``k`` items after their whole sequence (validation and test items included:
+        what to show them next), batched as evaluation is: ``(items (U, k), scores (U, k))`` in the
+        dataset's user order (``dataset.sequences.user_ids``), best first. ``popularity_beta`` as in
+        :meth:`recommend`. Where the catalogue, less the excluded history, holds fewer than ``k`` items,
+        a row ends in item 0 with score -inf."""
+        check_k(k)
+        beta = check_beta(popularity_beta)
+        k = min(k, self.dataset.num_items)
+        score_fn = self.model.full_sort_scores
+        if beta:
+            score_fn = with_prior(score_fn, self.popularity_prior("all"), beta)
+        self.model.eval()
+        with self.model.cached_item_tables():
+            return recommend_top(score_fn, next_item_inputs(self.dataset.sequences, self.config.data.max_seq_len),
+                                 k, batch_size=self.config.eval.batch_size, exclude_history=exclude_history,
+                                 device=self.device)
 
 
 def check_beta(beta: float) -> float:

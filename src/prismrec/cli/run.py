@@ -94,10 +94,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("recommend", help="top-k items for a given history",
-                       description="Recommend the top-k next items for an item history with a saved run.")
+    p = sub.add_parser("recommend", help="top-k items for a given history, or for every user of the dataset",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Recommend the top-k next items with a saved run: for one item history\n"
+                                   "(--history), or for every user of the dataset after their whole sequence\n"
+                                   "(--all-users; validation and test items included), written as CSV.",
+                       epilog="examples:\n  prismrec recommend --run runs/x --history 12,55,873 -k 10\n"
+                              "  prismrec recommend --run runs/x --all-users -k 20 --out recs.csv")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `prismrec train`")
-    p.add_argument("--history", required=True, metavar="ID,ID,...",
+    p.add_argument("--all-users", action="store_true",
+                   help="recommend for every user of the run's dataset, batched as evaluation is; writes CSV rows "
+                        "user_id[,user_raw_id],rank,item[,raw_id],score[,prior] to --out (default: stdout)")
+    p.add_argument("--out", metavar="FILE.csv", help="with --all-users: the CSV file to write (its folder must exist)")
+    p.add_argument("--history", metavar="ID,ID,...",
                    help="comma-separated item ids, oldest first (ids as in the dataset's sequence file; with "
                         "--raw-ids, the dataset's raw item ids)")
     p.add_argument("--raw-ids", action="store_true", help="--history holds raw item ids (e.g. ASINs or Yelp "
@@ -466,10 +475,61 @@ def _test_row(t) -> str:
     return f"{t.metric:<9} {t.mean_a:>8.4f} {t.mean_b:>8.4f} {rel:>8} {t.t_pvalue:>11.2g} {t.wilcoxon_pvalue:>11.2g}"
 
 
+def _recommend_all_users(args: argparse.Namespace) -> int:
+    import csv
+
+    from ..api import check_k, check_output_file, load_run
+    from ..config import ConfigError
+
+    clash = [flag for flag, given in (("--history", args.history is not None), ("--raw-ids", args.raw_ids),
+                                      ("--json", args.json)) if given]
+    if clash:
+        raise ConfigError(f"--all-users writes CSV for every user of the dataset; it takes no {', '.join(clash)}")
+    if args.out:
+        check_output_file(args.out, "--out", "recs.csv")
+    check_k(args.k)
+    prior, betas = _prior_options(args)
+    run = load_run(args.run, device=args.device or "cpu", data_path=args.data)
+    choice = run.choose_popularity_beta(betas, args.prior_metric) if prior == "auto" else None
+    beta = choice.beta if choice is not None else (prior or 0.0)
+    items, scores = run.recommend_all(args.k, exclude_history=not args.include_history, popularity_beta=beta)
+    ds = run.dataset
+    users = ds.sequences.user_ids.tolist()
+    user_raw, item_raw = ds.extras.get("user_raw_ids"), ds.item_raw_ids
+    log_counts = run.popularity_prior("all").tolist() if prior is not None else None
+    header = ["user_id"] + (["user_raw_id"] if user_raw else []) + ["rank", "item"] + (["raw_id"] if item_raw else []) \
+        + ["score"] + (["prior"] if log_counts is not None else [])
+    fh = Path(args.out).open("w", newline="") if args.out else sys.stdout
+    try:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(header)
+        for row, (u, top, sc) in enumerate(zip(users, items.tolist(), scores.tolist())):  # writing, not scoring
+            for rank, (item, score) in enumerate(zip(top, sc), start=1):
+                if item == 0:  # fewer items left than -k
+                    break
+                out.writerow([u] + ([user_raw[row]] if user_raw else []) + [rank, item]
+                             + ([item_raw[item - 1]] if item_raw else []) + [f"{score:.6g}"]
+                             + ([f"{beta * log_counts[item]:.6g}"] if log_counts is not None else []))
+    finally:
+        if args.out:
+            fh.close()
+    if args.out:
+        what = f", popularity prior beta {beta:g}" if prior is not None else ""
+        print(f"wrote top-{items.shape[1]} items for {len(users):,} users to {args.out}{what}", file=sys.stderr)
+    return 0
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     from ..api import check_k, load_run
+    from ..config import ConfigError
     from ..data.sequences import DataError
 
+    if args.all_users:
+        return _recommend_all_users(args)
+    if args.out:
+        raise ConfigError("--out is only read with --all-users (one history's items are printed)")
+    if args.history is None:
+        raise ConfigError("give --history ID,ID,... (one history) or --all-users (every user of the dataset)")
     tokens = [x.strip() for x in args.history.split(",") if x.strip()]
     if not args.raw_ids:
         try:

@@ -86,6 +86,19 @@ class LeaveOneOut:
                    train_targets=t(targets), train_history=valid.history, valid=valid, test=test)
 
 
+def next_item_inputs(seqs: Sequences, max_seq_len: int) -> SplitTensors:
+    """Every user's whole sequence as the input for what comes after it (recommending, not evaluating):
+    inputs = the last ``max_seq_len`` items, history = every item; ``targets`` are unknown (all PAD)."""
+    items, start, end = seqs.items, seqs.offsets[:-1], seqs.offsets[1:]
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+    return SplitTensors(inputs=t(_window(items, start, end, max_seq_len)),
+                        targets=torch.full((len(start),), PAD_ID, dtype=torch.int64),
+                        history=t(_history(items, start, end)))
+
+
 def trim_left_padding(item_seq: torch.Tensor, *aligned: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Drop leading columns that are padding for every row of the batch.
 

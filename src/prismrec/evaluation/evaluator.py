@@ -63,6 +63,23 @@ def evaluate(score_fn: ScoreFn, split: SplitTensors, ks: tuple[int, ...] = (5, 1
                       seconds=time.perf_counter() - start, top_items=lists)
 
 
+@torch.no_grad()
+def recommend_top(score_fn: ScoreFn, split: SplitTensors, k: int, *, batch_size: int = 512,
+                  exclude_history: bool = True, device: torch.device | str = "cpu"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each user's top-``k`` items after the split's inputs (its targets are not read): ``(items (U, k),
+    scores (U, k))`` in the split's user order, best first, on CPU; padding and, with ``exclude_history``,
+    the history are never listed (:func:`top_items`; a row ends in item 0, score -inf, where fewer remain)."""
+    items, scores, rows = [], [], []
+    for idx, seq, hist in user_batches(split, batch_size, exclude_history):
+        s = score_fn(seq.to(device)).float()  # (B, N + 1)
+        top = top_items(s, k, None if hist is None else hist.to(device))
+        items.append(top.cpu())
+        scores.append(s.gather(1, top).masked_fill(top == 0, float("-inf")).cpu())
+        rows.append(idx)
+    return in_user_order(items, rows), in_user_order(scores, rows)
+
+
 def in_user_order(parts: list[torch.Tensor], rows: list[torch.Tensor]) -> torch.Tensor:
     """The per-batch results ``parts`` (each (b, ...)) of the user batches ``rows`` (each (b,) user
     rows, as :func:`user_batches` yields them) put back in the split's user order: (U, ...)."""
