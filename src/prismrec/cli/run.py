@@ -1,4 +1,4 @@
-"""``prismrec train``, ``prismrec evaluate`` and ``prismrec recommend``."""
+"""``prismrec train``, ``evaluate``, ``recommend``, ``compare``, ``runs`` and ``config``."""
 from __future__ import annotations
 
 import argparse
