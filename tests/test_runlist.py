@@ -50,7 +50,7 @@ def test_states_and_best_epochs_of_unfinished_stopped_and_resumed_runs(tmp_path)
     st = run_status(running)
     assert (st.state, st.epochs, st.best_epoch, st.best_valid, st.test) == ("unfinished", 3, 2, 0.03, None)
     assert (st.dataset, st.model, st.loss, st.seed) == ("amazon_toys", "stosa+concat", "bce", 3)
-    assert st.last_epoch_age_s is not None and st.last_epoch_age_s < 60
+    assert st.last_epoch_age_s is not None and st.last_epoch_age_s < 60 and st.seconds_per_epoch == 2.0
 
     stopped_summary = {"stop_reason": "interrupted", "best_epoch": 2, "valid": {"NDCG@10": 0.03},
                        "test": {"NDCG@10": 0.025}}
@@ -80,7 +80,7 @@ def test_find_runs_searches_below_but_not_inside_runs(tmp_path):
     (tmp_path / "plan" / "notes").mkdir()
     (tmp_path / "plan" / "notes" / "config.yaml").write_text("no epochs, no summary: not a run\n")
     assert find_runs([tmp_path / "plan", a]) == [b, a]  # sorted, each once
-    assert run_status(b).state == "no epoch yet"
+    assert run_status(b).state == "no epoch yet" and run_status(b).seconds_per_epoch is None
     with pytest.raises(FileNotFoundError, match="no such folder"):
         find_runs([tmp_path / "missing"])
 

@@ -88,6 +88,7 @@ class RunStatus:
     best_epoch: int | None
     best_valid: float | None
     test: float | None  # the test value at the best epoch, once a summary holds it
+    seconds_per_epoch: float | None  # mean training seconds of the finished epochs (metrics.jsonl)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,9 +159,11 @@ def run_status(run_dir: str | Path, metric: str | None = None) -> RunStatus:
             best_no, best_valid = summary.get("best_epoch", best_no), valid_s[metric]
         if isinstance(test_s, dict):
             test = test_s.get(metric)
+    seconds = [r["train_seconds"] for r in records if isinstance(r.get("train_seconds"), (int, float))]
     written = _mtime(run_dir / "metrics.jsonl")
     age = max(0.0, time.time() - written) if records and written > float("-inf") else None
     return RunStatus(run=str(run_dir), dataset=dataset, model=backbone, loss=train.get("loss") or
                      (summary or {}).get("loss"), seed=seed if isinstance(seed, int) else None, state=state,
                      epochs=int(records[-1]["epoch"]) if records else 0, last_epoch_age_s=age, metric=metric,
-                     best_epoch=best_no, best_valid=best_valid, test=test)
+                     best_epoch=best_no, best_valid=best_valid, test=test,
+                     seconds_per_epoch=sum(seconds) / len(seconds) if seconds else None)

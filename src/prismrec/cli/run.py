@@ -159,8 +159,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Find every run folder at or below each DIR (a folder written by `prismrec\n"
                                    "train`: config.yaml with metrics.jsonl, summary.json or resume/) and print one\n"
                                    "line per run: dataset, model (backbone, + the content fusion when PRISM is on),\n"
-                                   "loss, seed, state, epochs finished, and the best epoch with its validation\n"
-                                   "and test scores. Nothing is loaded but the run's small text files.\n\n"
+                                   "loss, seed, state, epochs finished, mean training seconds per epoch, and the\n"
+                                   "best epoch with its validation and test scores. Nothing is loaded but the\n"
+                                   "run's small text files.\n\n"
                                    "states: 'done: early stop' / 'done: epoch limit' / 'done: time limit' (ended;\n"
                                    "the last two may still have been improving: `train --resume DIR` continues\n"
                                    "them), 'stopped' (Ctrl-C / SIGTERM; its summary holds the best epoch so far),\n"
@@ -384,11 +385,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     def fmt(v: float | None) -> str:
         return "" if v is None else f"{v:.4f}"
 
-    table = [("run", "dataset", "model", "loss", "seed", "state", "epochs", "best", "valid", "test")]
+    table = [("run", "dataset", "model", "loss", "seed", "state", "epochs", "s/epoch", "best", "valid", "test")]
     for r in rows:
         state = r.state + (f" ({_age(r.last_epoch_age_s)})" if r.state == "unfinished" else "")
         table.append((r.run, r.dataset or "?", r.model or "?", r.loss or "?", "" if r.seed is None else str(r.seed),
-                      state, str(r.epochs), "" if r.best_epoch is None else str(r.best_epoch),
+                      state, str(r.epochs), "" if r.seconds_per_epoch is None else f"{r.seconds_per_epoch:.1f}",
+                      "" if r.best_epoch is None else str(r.best_epoch),
                       fmt(r.best_valid), fmt(r.test)))
     metrics = sorted({r.metric for r in rows})
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
