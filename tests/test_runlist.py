@@ -77,6 +77,7 @@ def test_find_runs_searches_below_but_not_inside_runs(tmp_path):
     (a / "resume").mkdir()
     (a / "resume" / "config.yaml").write_text("a copy, not a run\n")
     (a / "resume" / "metrics.jsonl").write_text("")
+    fake_run(tmp_path / "plan" / ".venv" / "hidden", [epoch(1, 0.1)])  # hidden folders are not searched
     (tmp_path / "plan" / "notes").mkdir()
     (tmp_path / "plan" / "notes" / "config.yaml").write_text("no epochs, no summary: not a run\n")
     assert find_runs([tmp_path / "plan", a]) == [b, a]  # sorted, each once

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-SKIP_DIRS = {"resume", "__pycache__", ".git"}
+SKIP_DIRS = {"resume", "__pycache__", "node_modules", "site-packages"}
+"""Folders :func:`find_runs` does not search (nor hidden ones, such as ``.git`` or ``.venv``)."""
 
 STOP_REASONS = {"early_stopping": "done: early stop", "max_epochs": "done: epoch limit",
                 "time_limit": "done: time limit"}
@@ -53,8 +54,8 @@ def is_run_dir(path: Path) -> bool:
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
-    """Every run folder at or below each of ``paths``, sorted, each once (``resume/`` folders are not
-    searched). A path that does not exist raises FileNotFoundError."""
+    """Every run folder at or below each of ``paths``, sorted, each once (``resume/``, hidden and
+    :data:`SKIP_DIRS` folders are not searched). A path that does not exist raises FileNotFoundError."""
     found: set[Path] = set()
     for root in map(Path, paths):
         if not root.is_dir():
@@ -66,7 +67,8 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
                 found.add(d)
                 continue  # a run folder holds no further runs
             try:
-                stack.extend(c for c in d.iterdir() if c.is_dir() and c.name not in SKIP_DIRS)
+                stack.extend(c for c in d.iterdir()
+                             if c.is_dir() and c.name not in SKIP_DIRS and not c.name.startswith("."))
             except OSError:  # unreadable: nothing to list there
                 pass
     return sorted(found)
