@@ -29,6 +29,7 @@ from .evaluation.evaluator import recommend_top
 from .evaluation.compare import parse_metric
 from .evaluation.popularity import (DEFAULT_BETAS, PriorChoice, check_betas, choose_beta, popularity_prior,
                                     ranks_for_betas, with_prior)
+from .runlist import read_summary
 from .models import SequentialRecommender, build_model
 from .training import Trainer, resolve_device
 from .training.checkpoint import hardware, load_weights, save_weights, source_revision, write_json
@@ -121,7 +122,6 @@ class Run:
             scores[torch.tensor(history, device=self.device)] = float("-inf")
         top = torch.topk(scores, min(k, n))
         return [(int(i), float(s)) for s, i in zip(top.values.cpu(), top.indices.cpu()) if s > float("-inf")]
-
 
     def recommend_all(self, k: int = 10, exclude_history: bool = True,
                       popularity_beta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,14 +276,8 @@ def finished_summary(run_dir: str | Path) -> dict | None:
     """The summary.json of the run in ``run_dir`` if that run ended; None if there is none, it cannot be
     read, or it is the summary of a run stopped by Ctrl-C / SIGTERM ("stop_reason": "interrupted", the
     best epoch so far: the run continues with ``--resume``)."""
-    path = Path(run_dir) / "summary.json"
-    if not path.is_file():
-        return None
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):  # unreadable: not finished, the resume state decides
-        return None
-    return None if summary.get("stop_reason") == "interrupted" else summary
+    summary = read_summary(run_dir)  # None if unreadable: not finished, the resume state decides
+    return None if summary is None or summary.get("stop_reason") == "interrupted" else summary
 
 
 def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progress: bool = True,

@@ -41,6 +41,16 @@ def read_epochs(run_dir: str | Path) -> list[dict]:
     return records
 
 
+def read_summary(run_dir: str | Path) -> dict | None:
+    """``run_dir/summary.json`` as a dict, or None if there is none or it cannot be read as a JSON object
+    (e.g. half-written). Says nothing about whether the run ended: see its ``stop_reason``."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def best_epoch(records: list[dict], metric: str) -> dict | None:
     """The record with the highest validation ``metric`` (the first of equal ones, as early stopping
     keeps it), or None if no record was evaluated on it."""
@@ -125,15 +135,10 @@ def run_status(run_dir: str | Path, metric: str | None = None) -> RunStatus:
     data, model, train = _section(cfg, "data"), _section(cfg, "model"), _section(cfg, "train")
     prism = _section(model, "prism")
     metric = metric or str(train.get("metric") or "NDCG@10")
-    summary = None
-    if (run_dir / "summary.json").is_file():
-        try:
-            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            summary = None
-    summary = summary if isinstance(summary, dict) else None
+    summary = read_summary(run_dir)
     records = read_epochs(run_dir)
-    if summary is not None and _mtime(run_dir / "metrics.jsonl") > _mtime(run_dir / "summary.json"):
+    written = _mtime(run_dir / "metrics.jsonl")  # when the last epoch was written
+    if summary is not None and written > _mtime(run_dir / "summary.json"):
         summary = None  # epochs written after it: the run was resumed and trains on (or was cut off again)
     best = best_epoch(records, metric)
 
@@ -162,7 +167,6 @@ def run_status(run_dir: str | Path, metric: str | None = None) -> RunStatus:
         if isinstance(test_s, dict):
             test = test_s.get(metric)
     seconds = [r["train_seconds"] for r in records if isinstance(r.get("train_seconds"), (int, float))]
-    written = _mtime(run_dir / "metrics.jsonl")
     age = max(0.0, time.time() - written) if records and written > float("-inf") else None
     return RunStatus(run=str(run_dir), dataset=dataset, model=backbone, loss=train.get("loss") or
                      (summary or {}).get("loss"), seed=seed if isinstance(seed, int) else None, state=state,

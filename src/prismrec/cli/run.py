@@ -253,6 +253,13 @@ def _add_prior_options(p: argparse.ArgumentParser, counted: str, auto: str) -> N
                    help="with --popularity-prior auto: the validation metric that chooses BETA (default: NDCG@10)")
 
 
+def _chosen_beta(run, prior: str | float | None, betas: tuple[float, ...], metric: str):
+    """(the validation choice or None, the beta to rank with) for --popularity-prior as ``_prior_options``
+    returned it: 'auto' chooses from ``betas`` on the validation ``metric``, a number is used as given."""
+    choice = run.choose_popularity_beta(betas, metric) if prior == "auto" else None
+    return choice, choice.beta if choice is not None else (prior or 0.0)
+
+
 def _prior_options(args: argparse.Namespace) -> tuple[str | float | None, tuple[float, ...]]:
     """(--popularity-prior as None, 'auto' or a beta; the grid of --prior-betas), checked before any work."""
     from ..config import ConfigError
@@ -308,10 +315,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.save_ranks:
         check_run_dir(args.save_ranks, option="--save-ranks")
     run = load_run(args.run, device=args.device, data_path=args.data)
-    choice = None
-    if prior == "auto":
-        choice = run.choose_popularity_beta(betas, args.prior_metric)
-    beta = choice.beta if choice is not None else (prior or 0.0)
+    choice, beta = _chosen_beta(run, prior, betas, args.prior_metric)
     res = run.evaluate(args.split, top_k=args.lists, popularity_beta=beta)
     if args.save_ranks:
         save_prior_ranks(run, args.save_ranks, beta, choice, {args.split: res})
@@ -492,8 +496,7 @@ def _recommend_all_users(args: argparse.Namespace) -> int:
     check_k(args.k)
     prior, betas = _prior_options(args)
     run = load_run(args.run, device=args.device or "cpu", data_path=args.data)
-    choice = run.choose_popularity_beta(betas, args.prior_metric) if prior == "auto" else None
-    beta = choice.beta if choice is not None else (prior or 0.0)
+    _, beta = _chosen_beta(run, prior, betas, args.prior_metric)
     items, scores = run.recommend_all(args.k, exclude_history=not args.include_history, popularity_beta=beta)
     ds = run.dataset
     users = ds.sequences.user_ids.tolist()
@@ -544,8 +547,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     run = load_run(args.run, device=args.device or "cpu", data_path=args.data)
     if args.raw_ids:
         history = run.dataset.items_from_raw_ids(tokens)
-    choice = run.choose_popularity_beta(betas, args.prior_metric) if prior == "auto" else None
-    beta = choice.beta if choice is not None else (prior or 0.0)
+    choice, beta = _chosen_beta(run, prior, betas, args.prior_metric)
     recs = run.recommend(history, args.k, exclude_history=not args.include_history, popularity_beta=beta)
     ds = run.dataset
     if len(recs) < args.k:  # the catalogue, less the excluded history, is smaller than -k

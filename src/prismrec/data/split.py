@@ -74,10 +74,7 @@ class LeaveOneOut:
         targets = _window(items, start, train_end, max_seq_len)  # (U, L)
         inputs = _window(items, start, train_end - 1, max_seq_len)  # (U, L)
         targets = np.where(inputs == PAD_ID, PAD_ID, targets)  # the first item has no input before it
-
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
-
+        t = _as_tensor
         valid = SplitTensors(inputs=t(_window(items, start, end - 2, max_seq_len)),
                              targets=t(items[end - 2]), history=t(_history(items, start, end - 2)))
         test = SplitTensors(inputs=t(_window(items, start, end - 1, max_seq_len)),
@@ -90,13 +87,14 @@ def next_item_inputs(seqs: Sequences, max_seq_len: int) -> SplitTensors:
     """Every user's whole sequence as the input for what comes after it (recommending, not evaluating):
     inputs = the last ``max_seq_len`` items, history = every item; ``targets`` are unknown (all PAD)."""
     items, start, end = seqs.items, seqs.offsets[:-1], seqs.offsets[1:]
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
-
-    return SplitTensors(inputs=t(_window(items, start, end, max_seq_len)),
+    return SplitTensors(inputs=_as_tensor(_window(items, start, end, max_seq_len)),
                         targets=torch.full((len(start),), PAD_ID, dtype=torch.int64),
-                        history=t(_history(items, start, end)))
+                        history=_as_tensor(_history(items, start, end)))
+
+
+def _as_tensor(a: np.ndarray) -> torch.Tensor:
+    """An int64 torch tensor sharing (when it can) the memory of the numpy array ``a``."""
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
 
 
 def trim_left_padding(item_seq: torch.Tensor, *aligned: torch.Tensor) -> tuple[torch.Tensor, ...]:
