@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from prismrec.cli import main
 from prismrec.data import DataError, load_dataset
 from prismrec.data.attributes import ItemAttributes
-from prismrec.data.dataset import item_map_fingerprint
+from prismrec.data.dataset import FeatureMatrix, item_map_fingerprint
 from prismrec.data.folders import prepare_from_folder
 from prismrec.data.prepared import available_features, read_prepared, write_feature, write_prepared
 
@@ -135,6 +136,28 @@ def test_missing_rows_must_be_zero(bench, tmp_path):
     np.save(out / "features" / "text.npy", noisy)
     with pytest.raises(DataError, match="rows of missing items are not zero"):
         load_dataset(out)
+
+
+def test_non_finite_features_are_refused_naming_file_item_and_column(bench, tmp_path, capsys):
+    """One NaN used to spread through the feature standardisation to every item and surface as "training
+    loss became nan ... try a lower train.lr": now the loader, the writer and the in-memory matrix refuse it."""
+    out, values, present = _prep_with_feature(bench, tmp_path)
+    bad = values.copy()
+    bad[2, 1] = np.nan
+    bad[4, 0] = np.inf
+    np.save(out / "features" / "text.npy", bad)
+    npy = re.escape(str(out / "features" / "text.npy"))
+    with pytest.raises(DataError, match=npy + r": 2 non-finite value\(s\) .* in 2 row\(s\); the first is nan at "
+                                              r"row 2 \(item 2\), column 1"):
+        load_dataset(out)
+    assert run_cli(["train", "--data", str(out), "--set", "model.prism.enabled=true", "--output-dir",
+                    str(tmp_path / "run")]) == 2
+    assert "non-finite" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    with pytest.raises(DataError, match=r"'text': 2 non-finite value"):
+        write_feature(out, "text", bad, present, encoder="t", encoder_version="1",
+                      fingerprint=item_map_fingerprint(4, ["X1", "X2", "X3", "X4"]))
+    with pytest.raises(DataError, match=r"'img': 1 non-finite value\(s\) .* the first is -inf at row 1"):
+        FeatureMatrix("img", np.array([[0.0], [-np.inf]], dtype=np.float32), np.array([False, True]))
 
 
 def test_incomplete_prepared_folders_name_the_missing_file(bench, tmp_path, capsys):

@@ -31,6 +31,7 @@ class FeatureMatrix:
         if self.present.shape != (self.values.shape[0],):
             raise DataError(f"feature {self.name!r}: presence mask has shape {self.present.shape}, "
                             f"expected ({self.values.shape[0]},)")
+        check_finite(self.values, f"feature {self.name!r}")
 
     @property
     def dim(self) -> int:
@@ -119,6 +120,21 @@ def item_map_fingerprint(num_items: int, raw_ids: list[str] | None) -> str:
         for i, raw in enumerate(raw_ids, start=1):
             h.update(f"{i}\t{raw}\n".encode())
     return h.hexdigest()[:16]
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """A feature matrix must hold finite numbers only: one NaN or inf would spread through the feature
+    standardisation to every item and surface later as a diverged training loss, far from its cause.
+    The error names how many entries are bad and the first one (row = item id, column)."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    bad = np.argwhere(~finite)
+    row, col = (int(x) for x in bad[0])
+    rows = np.unique(bad[:, 0])
+    raise DataError(f"{what}: {len(bad)} non-finite value(s) (nan/inf) in {len(rows)} row(s); the first is "
+                    f"{values[row, col]} at row {row} (item {row}), column {col}. Features must be finite: fix "
+                    f"or rebuild the matrix, or mark the items that have no such content as missing")
 
 
 def check_feature_alignment(f: FeatureMatrix, num_items: int, dataset: str = "dataset") -> None:

@@ -28,7 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from .attributes import ItemAttributes
-from .dataset import FeatureMatrix, RecDataset, item_map_fingerprint
+from .dataset import FeatureMatrix, RecDataset, check_finite, item_map_fingerprint
 from .sequences import INT_TOKEN, DataError, read_sequence_file
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,7 @@ def write_feature(folder: str | Path, modality: str, values: np.ndarray, present
     values = np.ascontiguousarray(values, dtype=np.float32)
     if values.ndim != 2 or present.shape != (values.shape[0],):
         raise DataError(f"feature {modality!r}: values {values.shape} and mask {present.shape} do not agree")
+    check_finite(values, f"feature {modality!r}")
     if np.any(values[0] != 0) or present[0]:
         raise DataError(f"feature {modality!r}: row 0 is padding and must be zeros / absent")
     if np.any(values[~present] != 0):
@@ -395,6 +396,7 @@ def read_feature(folder: str | Path, modality: str, *, num_items: int, fingerpri
         raise DataError(f"feature {modality!r}: {npy} has dim {values.shape[1]} but its JSON says {info.get('dim')}")
     if values.dtype != np.float32:
         raise DataError(f"feature {modality!r}: {npy} has dtype {values.dtype}, expected float32")
+    check_finite(values, f"feature {modality!r}: {npy}")
     present = np.ones(num_items + 1, dtype=bool)
     present[0] = False
     missing = np.asarray(info.get("missing", []), dtype=np.int64)
