@@ -69,6 +69,9 @@ def test_states_and_best_epochs_of_unfinished_stopped_and_resumed_runs(tmp_path)
                                                     "valid": {"NDCG@10": 0.03}, "test": {"NDCG@10": 0.02}})
     assert run_status(done).state == "done: early stop"
     assert run_status(done, "HR@10").best_valid == 0.1  # from the epochs when the summary lacks the metric
+    (done / "summary.json").write_text('{"stop_reason": "early_st')  # damaged after the run ended
+    st = run_status(done)
+    assert (st.state, st.epochs, st.best_epoch, st.test) == ("summary.json unreadable", 3, 2, None)
 
 
 def test_find_runs_searches_below_but_not_inside_runs(tmp_path):

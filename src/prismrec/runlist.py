@@ -93,7 +93,9 @@ class RunStatus:
     model: str | None  # backbone, + the content fusion when model.prism.enabled (e.g. "sasrec+prism")
     loss: str | None
     seed: int | None
-    state: str  # "done: early stop" | "done: epoch limit" | "done: time limit" | "stopped" | "unfinished" | "no epoch yet"
+    # "done: early stop" | "done: epoch limit" | "done: time limit" | "stopped" | "unfinished" | "no epoch yet"
+    # | "summary.json unreadable"
+    state: str
     epochs: int  # epochs finished (metrics.jsonl)
     last_epoch_age_s: float | None  # seconds since metrics.jsonl was last written (None: no epoch)
     metric: str
@@ -138,8 +140,10 @@ def run_status(run_dir: str | Path, metric: str | None = None) -> RunStatus:
     summary = read_summary(run_dir)
     records = read_epochs(run_dir)
     written = _mtime(run_dir / "metrics.jsonl")  # when the last epoch was written
-    if summary is not None and written > _mtime(run_dir / "summary.json"):
+    current = written <= _mtime(run_dir / "summary.json")  # a summary after the last epoch (-inf: none)
+    if summary is not None and not current:
         summary = None  # epochs written after it: the run was resumed and trains on (or was cut off again)
+    damaged = summary is None and current  # there, after the epochs, but not a JSON object
     best = best_epoch(records, metric)
 
     backbone = model.get("backbone") or (summary or {}).get("backbone")
@@ -156,6 +160,8 @@ def run_status(run_dir: str | Path, metric: str | None = None) -> RunStatus:
         state = STOP_REASONS.get(summary.get("stop_reason"), "done")
     elif summary is not None:
         state = "stopped"  # Ctrl-C / SIGTERM: the best epoch so far is summarised; --resume continues it
+    elif damaged:
+        state = "summary.json unreadable"  # not "unfinished": the run ended and its summary was damaged since
     else:
         state = "unfinished" if records else "no epoch yet"  # running, or cut off (resumable)
     test = None

@@ -166,7 +166,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "the last two may still have been improving: `train --resume DIR` continues\n"
                                    "them), 'stopped' (Ctrl-C / SIGTERM; its summary holds the best epoch so far),\n"
                                    "'unfinished' (training now, or cut off; the age of its last epoch tells which),\n"
-                                   "'no epoch yet'. The test score shows once a summary exists.",
+                                   "'no epoch yet', 'summary.json unreadable' (written after the last epoch but\n"
+                                   "not readable since). The test score shows once a summary exists.",
                        epilog="examples:\n  prismrec runs\n  prismrec runs runs/sports_stosa --metric HR@10\n"
                               "  prismrec runs runs/ --json")
     p.add_argument("dirs", nargs="*", default=["runs"], metavar="DIR",

@@ -56,7 +56,9 @@ def clean_attribute(name: str) -> str:
     return clean_field(name).replace("|", "/")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a hidden temporary file beside ``path`` and rename it over ``path``: a reader
+    sees the old file or the whole new one, never a half-written one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -112,14 +114,14 @@ def write_prepared(out: str | Path, ds: RecDataset, *, overwrite: bool = False,
     lines = []
     for u in range(seqs.num_users):  # one join per user
         lines.append(f"{seqs.user_ids[u]} " + " ".join(map(str, seqs[u].tolist())))
-    _atomic_write_text(out / "sequences.txt", "\n".join(lines) + "\n")
+    atomic_write_text(out / "sequences.txt", "\n".join(lines) + "\n")
 
-    _atomic_write_text(out / "item_map.tsv", "item_id\traw_id\n" + "".join(
+    atomic_write_text(out / "item_map.tsv", "item_id\traw_id\n" + "".join(
         f"{i}\t{r}\n" for i, r in enumerate(raw_ids, start=1)))
     user_raw = ds.extras.get("user_raw_ids")
     if user_raw is not None and len(user_raw) != seqs.num_users:
         raise DataError(f"dataset {ds.name!r}: {len(user_raw)} raw user ids for {seqs.num_users} users")
-    _atomic_write_text(out / "user_map.tsv", "user_id\traw_id\n" + "".join(
+    atomic_write_text(out / "user_map.tsv", "user_id\traw_id\n" + "".join(
         f"{int(seqs.user_ids[u])}\t{clean_field(user_raw[u]) if user_raw is not None else int(seqs.user_ids[u])}\n"
         for u in range(seqs.num_users)))
 
@@ -133,7 +135,7 @@ def write_prepared(out: str | Path, ds: RecDataset, *, overwrite: bool = False,
             att = ATTRIBUTE_SEP.join(clean_attribute(a) for a in attrs[i]) if attrs is not None else ""
             img = clean_field(images[i - 1]) if images is not None else ""
             rows.append(f"{i}\t{raw_ids[i - 1]}\t{text}\t{att}\t{img}")
-        _atomic_write_text(out / "item_meta.tsv", "\n".join(rows) + "\n")
+        atomic_write_text(out / "item_meta.tsv", "\n".join(rows) + "\n")
     elif (out / "item_meta.tsv").exists():
         (out / "item_meta.tsv").unlink()
 
@@ -155,7 +157,7 @@ def write_prepared(out: str | Path, ds: RecDataset, *, overwrite: bool = False,
     }
     if provenance:
         meta["provenance"] = provenance
-    _atomic_write_text(out / DATASET_JSON, json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out / DATASET_JSON, json.dumps(meta, indent=2) + "\n")
     return out
 
 
@@ -217,7 +219,7 @@ def write_feature(folder: str | Path, modality: str, values: np.ndarray, present
     js = fdir / f"{modality}.json"
     js.unlink(missing_ok=True)  # the JSON marks a complete matrix: remove it before replacing the .npy
     _atomic_save_npy(fdir / f"{modality}.npy", values)
-    _atomic_write_text(js, json.dumps(info, indent=1) + "\n")
+    atomic_write_text(js, json.dumps(info, indent=1) + "\n")
     return fdir / f"{modality}.npy"
 
 

@@ -11,6 +11,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
+from ..data.prepared import atomic_write_text
 from ..data.sequences import DataError
 
 WEIGHTS = "model.safetensors"
@@ -103,7 +104,8 @@ def source_revision(package_dir: str | Path = PACKAGE_DIR) -> str | None:
 
 
 def write_json(obj: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Atomically (``prismrec runs`` and the suite read summaries while trainings write them)."""
+    atomic_write_text(Path(path), json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def append_jsonl(obj: dict, path: str | Path) -> None:
