@@ -8,7 +8,8 @@ gone, or stopped by SIGTERM / Ctrl-C, whose summary.json says "stop_reason": "in
 per-epoch resume state continues from its last finished epoch with
 `prismrec train --resume DIR` (the plan's values of the keys a resume may change, such as
 train.time_limit_minutes or train.patience, are passed on). The aggregate JSON (mean ± std over seeds per dataset/loss/
-arm, relative improvement over the baseline arm, paired tests over users on NDCG@10 between arms)
+arm, relative improvement over the baseline arm, paired tests over users on NDCG@10 between arms, on the
+seeds both arms have when they share any: an arm run with seed 1 only is tested against the other arm's seed 1)
 goes to benchmarks/results/<plan name>.json (or --results-dir) and a Markdown table is printed. It covers
 every run of the plan that has finished in --out, also those that --only did not select (they are not
 started), so that a plan run one arm or seed at a time, or by several --only commands at once, always
@@ -214,6 +215,16 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
     return summary
 
 
+def same_seeds(a: list[dict] | None, b: list[dict] | None) -> tuple[list[dict], list[dict]]:
+    """Two arms' finished runs, each cut to the seeds both have; when they share none, all of each (two
+    seed groups of independent models, still paired over the same users)."""
+    a, b = a or [], b or []
+    common = {j["seed"] for j in a} & {j["seed"] for j in b}
+    if not common:
+        return a, b
+    return [j for j in a if j["seed"] in common], [j for j in b if j["seed"] in common]
+
+
 def _trained_on(summary: dict) -> str:
     """"device: GPU or CPU model" of a finished run, from its summary.json ("not recorded" before the
     summary held its hardware)."""
@@ -288,12 +299,13 @@ def main() -> None:
     for cmp_arm, others in (plan.get("compare") or {}).items():
         for other in others:
             for ds, loss in itertools.product(plan["datasets"], plan["losses"]):
-                a, b = groups.get((ds, loss, cmp_arm)), groups.get((ds, loss, other))
+                a, b = same_seeds(groups.get((ds, loss, cmp_arm)), groups.get((ds, loss, other)))
                 if not a or not b:
                     continue
                 # per-user NDCG@10 averaged over each arm's seeds, then paired tests over users
                 (t,) = compare_runs([j["dir"] for j in a], [j["dir"] for j in b], metrics=["NDCG@10"])
                 comparisons.append({"dataset": ds, "loss": loss, "arm": cmp_arm, "vs": other,
+                                    "seeds": [j["seed"] for j in a], "vs_seeds": [j["seed"] for j in b],
                                     "relative_ndcg10": float(t.mean_a / max(t.mean_b, 1e-12) - 1.0),
                                     "mean_diff": t.mean_diff, "t_stat": t.t_stat, "t_pvalue": t.t_pvalue,
                                     "wilcoxon_pvalue": t.wilcoxon_pvalue, "users": t.users})
@@ -307,7 +319,8 @@ def main() -> None:
                      f"{row['NDCG@10']['std']:.4f}{rel} | {row['HR@10']['mean']:.4f} ± {row['HR@10']['std']:.4f} | "
                      f"{row['seconds_per_epoch']:.2f} | {row['best_epoch']} |")
     for c in comparisons:
-        lines.append(f"- {c['dataset']}/{c['loss']}: {c['arm']} vs {c['vs']}: NDCG@10 {c['relative_ndcg10']:+.1%}, "
+        seeds = "" if c["seeds"] == c["vs_seeds"] else f" (seeds {c['seeds']} vs {c['vs_seeds']})"
+        lines.append(f"- {c['dataset']}/{c['loss']}: {c['arm']} vs {c['vs']}{seeds}: NDCG@10 {c['relative_ndcg10']:+.1%}, "
                      f"paired t p={c['t_pvalue']:.2g}, Wilcoxon p={c['wilcoxon_pvalue']:.2g} ({c['users']} users)")
     print("\n".join(lines))
     # where the runs trained (their summary.json; "machine" below is the one that aggregated them)

@@ -78,6 +78,13 @@ def test_suite_aggregates_the_whole_plan_after_an_only_run(tmp_path):
     assert agg["table"]["synthetic/ce/sasrec"] == first["table"]["synthetic/ce/sasrec"]  # read, not retrained
     (cmp,) = agg["comparisons"]
     assert (cmp["arm"], cmp["vs"]) == ("prism", "sasrec")
+    # a second seed of the baseline alone: the table averages both, the paired test stays on seed 1 vs seed 1
+    _suite(out, results, only="sasrec-s2")
+    agg = json.loads((results / "smoke.json").read_text())
+    assert agg["table"]["synthetic/ce/sasrec"]["seeds"] == [1, 2]
+    (again,) = agg["comparisons"]
+    assert (again["seeds"], again["vs_seeds"]) == ([1], [1])
+    assert again["t_pvalue"] == cmp["t_pvalue"] and again["mean_diff"] == cmp["mean_diff"]
 
 
 def test_suite_continues_a_run_that_sigterm_interrupted(tmp_path):
