@@ -8,9 +8,9 @@ folder), its ``dataset`` and ``loss``, a ``backbone`` label, the ``vanilla`` arm
 ({label: arm}, in table order), optionally the ``naive`` arm that every other content arm is compared
 with, the paper's NDCG@10 (``paper: [vanilla, +PRISM]``) and a ``note``. Each cell comes from the source's
 table (mean ± std over its seeds) and its ``comparisons`` (relative NDCG@10 and paired t-test p over users,
-per-user NDCG averaged over each arm's seeds, as benchmarks/suite.py computes them; where the two arms ran
-different seeds the cell says so); a pair the source did not compare is shown as "—", never recomputed
-from something else.
+per-user NDCG averaged over each arm's seeds, as benchmarks/suite.py computes them: on the seeds both arms
+ran where they share any; where the test's seeds are not the rows' the cell says so); a pair the source did
+not compare is shown as "—", never recomputed from something else.
 """
 from __future__ import annotations
 
@@ -51,10 +51,12 @@ def _comparison(agg: dict, ds: str, loss: str, arm: str, vs: str) -> dict | None
     """The source's paired test of ``arm`` against ``vs``, with the seeds each side averaged over."""
     for c in agg.get("comparisons", []):
         if (c["dataset"], c["loss"], c["arm"], c["vs"]) == (ds, loss, arm, vs):
+            run = {"seeds": agg["table"][f"{ds}/{loss}/{arm}"]["seeds"],
+                   "vs_seeds": agg["table"][f"{ds}/{loss}/{vs}"]["seeds"]}
+            tested = {k: c.get(k, run[k]) for k in run}  # aggregates before the seed pairing lack them
             return {"relative_ndcg10": c["relative_ndcg10"], "t_pvalue": c["t_pvalue"],
-                    "wilcoxon_pvalue": c["wilcoxon_pvalue"], "users": c["users"],
-                    "seeds": agg["table"][f"{ds}/{loss}/{arm}"]["seeds"],
-                    "vs_seeds": agg["table"][f"{ds}/{loss}/{vs}"]["seeds"]}
+                    "wilcoxon_pvalue": c["wilcoxon_pvalue"], "users": c["users"], **tested,
+                    "cut_to_shared_seeds": tested != run}
     return None
 
 
@@ -94,6 +96,8 @@ def _cell(c: dict | None) -> str:
     if c["seeds"] != c["vs_seeds"]:  # e.g. one seed against another arm's mean over three: say so
         cell += (f"; seed{'s' if len(c['seeds']) > 1 else ''} {','.join(map(str, c['seeds']))} vs the mean "
                  f"of seeds {','.join(map(str, c['vs_seeds']))}")
+    elif c.get("cut_to_shared_seeds"):  # the test ran on the seeds both arms have, fewer than one of them ran
+        cell += f"; seed{'s' if len(c['seeds']) > 1 else ''} {','.join(map(str, c['seeds']))} of both"
     return cell + ")"
 
 

@@ -418,6 +418,13 @@ def test_headline_table_reads_every_row_from_its_committed_aggregate(tmp_path):
                 assert (r[key]["relative_ndcg10"], r[key]["t_pvalue"]) == (c["relative_ndcg10"], c["t_pvalue"])
     assert any(r["vs_vanilla"] is not None for r in rows)
     assert markdown(rows).count("\n") == len(rows) + 1
+    # the cell says which seeds a test ran on when they are not the rows' own
+    from headline import _cell
+
+    base = {"relative_ndcg10": 0.01, "t_pvalue": 0.5}
+    assert _cell({**base, "seeds": [1, 2], "vs_seeds": [1, 2]}) == "+1.0% (p = 0.5)"
+    assert _cell({**base, "seeds": [1], "vs_seeds": [1, 2, 3]}) == "+1.0% (p = 0.5; seed 1 vs the mean of seeds 1,2,3)"
+    assert _cell({**base, "seeds": [1], "vs_seeds": [1], "cut_to_shared_seeds": True}) == "+1.0% (p = 0.5; seed 1 of both)"
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("rows:\n  - {source: beauty_ce_table.json, dataset: amazon_beauty, loss: ce, backbone: SASRec,"
