@@ -213,3 +213,22 @@ def test_histories_too_short_to_train_on_name_the_file(tmp_path, capsys):
     err = one_error_line(capsys, f"{path}: no history is long enough to train on")
     assert "at least one user with 4 or more items (the longest history here has 3)" in err
     assert not out.exists()
+
+
+def test_item_ids_that_no_sequence_holds_are_warned_of(tmp_path):
+    """Ids run 1..max: ids no sequence holds are still ranked in every evaluation. Training says so
+    (with the count and the file); a file whose ids are all used trains without the warning."""
+    import re
+    import warnings
+
+    path = tmp_path / "gaps.txt"
+    path.write_text("1 2 4 8 10\n2 4 8 10 2\n3 10 8 4 2\n")  # ids 1, 3, 5, 6, 7 and 9 unused
+    args = ["train", "--quiet", "--set", "train.epochs=1", "--set", "model.hidden_dim=8"]
+    with pytest.warns(UserWarning, match=re.escape(f"{path}: 6 of the 10 item ids (1..10) occur in no sequence")):
+        assert main([*args, "--data", str(path), "--output-dir", str(tmp_path / "a")]) == 0
+    full = tmp_path / "full.txt"
+    full.write_text("1 1 2 3 4\n2 2 3 4 1\n3 4 3 2 1\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*args, "--data", str(full), "--output-dir", str(tmp_path / "b")]) == 0
+    assert not any("occur in no sequence" in str(w.message) for w in caught)

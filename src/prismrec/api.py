@@ -272,6 +272,18 @@ def default_run_dir(cfg: ExperimentConfig, dataset: RecDataset) -> Path:
     return Path("runs") / f"{stamp}-{dataset.name}-{cfg.model.backbone}-{loss}"
 
 
+def warn_unused_item_ids(dataset: RecDataset) -> None:
+    """Item ids are 1..max id: ids that no sequence holds still get embeddings and are ranked in every
+    full-ranking evaluation (harder ranking, lower scores than with the ids remapped). Say so, once."""
+    if dataset.extras.get("synthetic"):  # a generated world's catalogue is what it planted; no file to renumber
+        return
+    unused = dataset.num_items - len(np.unique(dataset.sequences.items))
+    if unused:
+        warnings.warn(f"{dataset.source or dataset.name}: {unused:,} of the {dataset.num_items:,} item ids "
+                      f"(1..{dataset.num_items:,}) occur in no sequence; they stay in the catalogue and every "
+                      f"evaluation ranks them (renumber the items 1..K to leave them out)", stacklevel=3)
+
+
 def finished_summary(run_dir: str | Path) -> dict | None:
     """The summary.json of the run in ``run_dir`` if that run ended; None if there is none, it cannot be
     read, or it is the summary of a run stopped by Ctrl-C / SIGTERM ("stop_reason": "interrupted", the
@@ -308,6 +320,7 @@ def train(cfg: ExperimentConfig, output_dir: str | Path | None = None, *, progre
         torch.set_num_threads(cfg.train.num_threads)
     revision = source_revision()  # the code this process loaded, before any commit made while it trains
     run = build(cfg, dataset)
+    warn_unused_item_ids(run.dataset)
     run_dir = Path(output_dir) if output_dir else default_run_dir(cfg, run.dataset)
     try:  # before the run folder is made: a dataset too short to train on leaves nothing behind
         trainer = Trainer(run.model, run.data, run.config.train, run.config.eval, run.device, run_dir,
