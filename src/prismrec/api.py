@@ -280,8 +280,9 @@ def warn_unused_item_ids(dataset: RecDataset) -> None:
     unused = dataset.num_items - len(np.unique(dataset.sequences.items))
     if unused:
         warnings.warn(f"{dataset.source or dataset.name}: {unused:,} of the {dataset.num_items:,} item ids "
-                      f"(1..{dataset.num_items:,}) occur in no sequence; they stay in the catalogue and every "
-                      f"evaluation ranks them (renumber the items 1..K to leave them out)", stacklevel=3)
+                      f"(1..{dataset.num_items:,}) {'occurs' if unused == 1 else 'occur'} in no sequence; "
+                      f"{'it stays' if unused == 1 else 'they stay'} in the catalogue and every evaluation ranks "
+                      f"{'it' if unused == 1 else 'them'} (renumber the items 1..K to leave them out)", stacklevel=3)
 
 
 def finished_summary(run_dir: str | Path) -> dict | None:
