@@ -31,6 +31,29 @@ def test_sequence_file_not_utf8_names_file_and_line(bad_line, tmp_path, capsys):
     one_error_line(capsys, f"{path}:{bad_line}: not valid UTF-8 (byte 0xe9")
 
 
+def test_recipes_ship_in_the_package_and_are_found_by_name(tmp_path, monkeypatch, capsys):
+    """The recipes live in prismrec/recipes/ (package data: a pip-installed prismrec has them) and
+    recipes/ in the checkout points there; --config takes a bare name, and a missing file lists them."""
+    from pathlib import Path
+
+    from prismrec.config import packaged_recipes
+
+    root = Path(__file__).resolve().parents[1]
+    recipes = packaged_recipes()
+    assert set(recipes) == {"sasrec_beauty", "prism_beauty", "stosa_beauty", "indirec_beauty"}
+    assert {p.resolve() for p in (root / "recipes").glob("*.yaml")} == {p.resolve() for p in recipes.values()}
+    assert 'prismrec = ["recipes/*.yaml"]' in (root / "pyproject.toml").read_text()  # shipped as package data
+    monkeypatch.chdir(tmp_path)  # no recipes/ folder here: the names resolve to the packaged files
+    by_file = build_config(root / "recipes" / "stosa_beauty.yaml")
+    assert build_config("stosa_beauty") == by_file == build_config("stosa_beauty.yaml")
+    assert by_file.model.backbone == "stosa" and by_file.data.max_seq_len == 100
+    assert main(["config", "--config", "stosa_beuaty"]) == 2
+    one_error_line(capsys, "cannot read config stosa_beuaty: no such file (packaged recipes, usable by name alone: "
+                           "indirec_beauty, prism_beauty, sasrec_beauty, stosa_beauty)")
+    (tmp_path / "stosa_beauty.yaml").write_text("model:\n  num_layers: 3\n")  # a file of that name wins
+    assert build_config("stosa_beauty.yaml").model.num_layers == 3
+
+
 def test_config_file_not_utf8_names_file(tmp_path, capsys):
     path = tmp_path / "bin.yaml"
     path.write_bytes(b"\x00\xff\xfe")

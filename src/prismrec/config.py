@@ -516,9 +516,32 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def packaged_recipes() -> dict[str, Path]:
+    """The recipes that ship inside the package (``prismrec/recipes/<name>.yaml``): name -> file."""
+    root = Path(__file__).resolve().parent / "recipes"
+    return {p.stem: p for p in sorted(root.glob("*.yaml"))}
+
+
+def recipe_path(config_file: str | Path) -> Path:
+    """``config_file`` if it exists; else, for a bare name such as ``stosa_beauty`` (or
+    ``stosa_beauty.yaml``), the packaged recipe of that name, so that recipes work from an installed
+    package without the source checkout. Anything else is returned as given (reading it then fails
+    with the list of packaged recipes)."""
+    path = Path(config_file)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    return packaged_recipes().get(path.name[:-5] if path.name.endswith(".yaml") else path.name, path)
+
+
 def build_config(config_file: str | Path | None = None, overrides: list[str] | None = None,
                  extra: Mapping[str, Any] | None = None) -> ExperimentConfig:
-    """Defaults <- YAML recipe <- ``extra`` (e.g. CLI flags) <- ``--set`` overrides."""
+    """Defaults <- YAML recipe <- ``extra`` (e.g. CLI flags) <- ``--set`` overrides. ``config_file``: a
+    YAML file, or the name of a packaged recipe (:func:`packaged_recipes`)."""
+    if config_file:
+        config_file = recipe_path(config_file)
+        if not config_file.exists():
+            raise ConfigError(f"cannot read config {config_file}: no such file (packaged recipes, usable by name "
+                              f"alone: {', '.join(packaged_recipes()) or 'none'})")
     from_file: dict[str, Any] = load_yaml(config_file) if config_file else {}
     raw = deep_merge(from_file, extra) if extra else from_file
     raw = deep_merge(raw, parse_set(overrides))

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..config import RESUMABLE_CHANGES
+from ..config import RESUMABLE_CHANGES, packaged_recipes
 
 #: the groupings of ``compare --by`` (evaluation.compare.GROUPINGS; named here so that the parser is built
 #: without importing torch)
@@ -52,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "or train.time_limit_minutes before early stopping has judged it prints a note with "
                                    "the --resume command that continues it.\n\n" + _config_help(),
                        formatter_class=fmt)
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML recipe; lists only what differs from defaults")
+    p.add_argument("--config", metavar="FILE.yaml|NAME",
+                   help="YAML recipe (lists only what differs from the defaults), or the name of a packaged recipe: "
+                        + ", ".join(packaged_recipes()))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value (repeatable), e.g. --set train.loss=bce")
     p.add_argument("--data", metavar="PATH", help="sequence file, prepared dataset folder, or benchmark folder "
@@ -584,7 +586,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def register_config(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="show every config key with its default and meaning",
                        description="Print the configuration reference, or the resolved config of a recipe.")
-    p.add_argument("--config", metavar="FILE.yaml", help="show this recipe resolved against the defaults (YAML)")
+    p.add_argument("--config", metavar="FILE.yaml|NAME",
+                   help="show this recipe (a file, or a packaged recipe's name: " + ", ".join(packaged_recipes())
+                        + ") resolved against the defaults (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="apply overrides before showing the resolved config")
     p.add_argument("--markdown", action="store_true", help="print the reference as a Markdown table")
