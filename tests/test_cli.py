@@ -374,6 +374,28 @@ def test_expert_agreement_tells_an_expert_that_ignores_its_item(tmp_path):
     assert constant["redundancy"]["between_items"] == pytest.approx(1.0, abs=1e-5)
     assert constant["redundancy"]["full_vs_view"] == pytest.approx(1.0, abs=1e-5)
     assert constant["synergy"] == pytest.approx(trained["synergy"])  # same seed: the same sample and views
+    # the note `train` prints at the end names the item-blind expert only
+    from prismrec.introspect import item_blind_note
+    note = item_blind_note(run)
+    assert note.startswith("note: expert(s) redundancy (1.000) give almost every item the same output")
+    assert "synergy" not in note.split(" give ")[0] and f"prismrec inspect --run {run_dir}" in note
+    with torch.no_grad():
+        experts.weights[-1][3].normal_()  # reads the item again
+    assert item_blind_note(run) is None
+
+
+def test_train_prints_the_item_blind_note_for_prism_runs_only(tmp_path, capsys, monkeypatch):
+    import prismrec.introspect
+    blind = {"synergy": {"between_items": 0.999, "full_vs_view": -0.998},
+             "redundancy": {"between_items": 0.3, "full_vs_view": 0.9}}
+    monkeypatch.setattr(prismrec.introspect, "expert_agreement", lambda run: blind)
+    assert main(["train", "--quiet", "--output-dir", str(tmp_path / "p"),
+                 *sets(TINY + ["model.prism.enabled=true", "train.epochs=1"])]) == 0
+    assert "note: expert(s) synergy (0.999) give almost every item the same output" in capsys.readouterr().err
+    for arm in (["model.prism.enabled=true", "model.prism.method=concat"], []):  # no experts to be blind
+        assert main(["train", "--quiet", "--output-dir", str(tmp_path / f"x{len(arm)}"),
+                     *sets(TINY + arm + ["train.epochs=1"])]) == 0
+        assert "give almost every item the same output" not in capsys.readouterr().err
 
 
 def test_content_variation_tells_content_that_is_one_vector_everywhere(tmp_path):

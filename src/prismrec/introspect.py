@@ -165,6 +165,27 @@ def expert_agreement(run: Run, num_items: int = 2048, seed: int = 0) -> dict[str
             for name, b, v in zip(mm.expert_names, between.cpu(), vs_view.cpu())}
 
 
+#: ``between_items`` at or above this: the expert gives (almost) every item the same output
+ITEM_BLIND = 0.99
+
+
+def item_blind_note(run: Run) -> str | None:
+    """One line for the end of training when some PRISM expert ignores the item (``between_items`` of
+    :func:`expert_agreement` >= :data:`ITEM_BLIND`): what reaches the encoder from it is one learned
+    vector, weighted per user, not item content. None for other runs and when every expert reads the item."""
+    if not has_multimodal_input(run) or not hasattr(run.model.item_input.fuser, "expert_outputs"):
+        return None
+    blind = {name: a["between_items"] for name, a in expert_agreement(run).items()
+             if a["between_items"] >= ITEM_BLIND}
+    if not blind:
+        return None
+    which = ", ".join(f"{name} ({cos:.3f})" for name, cos in blind.items())
+    return (f"note: expert(s) {which} give almost every item the same output (mean cosine between two items' "
+            f"outputs): each adds one learned vector, weighted per user, not item content; a degenerate optimum "
+            f"of the synergy / redundancy losses (docs/benchmarks.md §3 sessions 28 and 35; "
+            f"model.prism.loss_centering=true avoided it where tried). `prismrec inspect --run {run.run_dir}` shows more")
+
+
 @dataclass
 class ContentGates:
     user_ids: np.ndarray  # (U,)

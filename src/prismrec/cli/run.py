@@ -228,9 +228,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     s = run.summary
-    note = unfinished_training_note(s, run.run_dir, run.config.train)
-    if note:
-        print(note, file=sys.stderr)
+    from ..introspect import item_blind_note
+
+    for note in (unfinished_training_note(s, run.run_dir, run.config.train), item_blind_note(run)):
+        if note:
+            print(note, file=sys.stderr)
     if args.json:
         print(json.dumps(s, indent=2))
     else:
