@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -40,7 +41,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import RESULTS, write_result  # noqa: E402
 
 from prismrec.api import finished_summary  # noqa: E402
 from prismrec.config import RESUMABLE_CHANGES  # noqa: E402
@@ -215,6 +216,18 @@ def run_one(job: dict, device: str, threads: int, deadline: float | None = None,
     return summary
 
 
+def runs_lost(previous: Path, table: dict) -> list[str]:
+    """The finished runs (``dataset/loss/arm seed N``) that the aggregate already at ``previous`` counts and
+    ``table`` does not ([] if there is no readable file there)."""
+    try:
+        old = json.loads(previous.read_text()).get("table", {})
+    except (OSError, ValueError, AttributeError):
+        return []
+    have = {(key, seed) for key, row in table.items() for seed in row["seeds"]}
+    return [f"{key} seed {seed}" for key, row in old.items() for seed in row.get("seeds", [])
+            if (key, seed) not in have]
+
+
 def same_seeds(a: list[dict] | None, b: list[dict] | None) -> tuple[list[dict], list[dict]]:
     """Two arms' finished runs, each cut to the seeds both have; when they share none, all of each (two
     seed groups of independent models, still paired over the same users)."""
@@ -240,6 +253,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for every run")
     ap.add_argument("--results-dir", default=None, help="where the aggregate JSON goes (default benchmarks/results)")
+    ap.add_argument("--replace-aggregate", action="store_true",
+                    help="write the aggregate over an existing one that counts finished runs this one lacks (by "
+                         "default it then goes to <plan name>.partial.json, so that a fresh or partial --out "
+                         "folder never erases the results of runs it does not hold)")
     ap.add_argument("--only", default=None,
                     help="start or continue only the runs whose id contains this text (the aggregate still "
                          "covers every finished run of the plan)")
@@ -325,13 +342,21 @@ def main() -> None:
     print("\n".join(lines))
     # where the runs trained (their summary.json; "machine" below is the one that aggregated them)
     trained_on = Counter(_trained_on(j["summary"]) for j in jobs if not j["summary"].get("failed"))
-    path = write_result(plan["name"], {"plan": plan, "device": args.device, "jobs": args.jobs,
+    results_dir = Path(args.results_dir) if args.results_dir else RESULTS
+    name = plan["name"]
+    lost = runs_lost(results_dir / f"{name}.json", table)
+    if lost and not args.replace_aggregate:  # e.g. an --out folder that lacks runs an earlier session finished
+        name = f"{name}.partial"
+        _say(f"{results_dir / plan['name']}.json holds finished runs this aggregate lacks ({', '.join(lost[:4])}"
+             f"{', ...' if len(lost) > 4 else ''}): not replaced; this aggregate goes to {name}.json "
+             f"(--replace-aggregate replaces it)")
+    path = write_result(name, {"plan": plan, "device": args.device, "jobs": args.jobs,
                                        "trained_on": trained_on,
                                        "wall_seconds": round(wall, 1), "table": table, "comparisons": comparisons,
                                        "markdown": "\n".join(lines),
                                        "runs": [{k: v for k, v in j.items() if k != "sets"} | {"sets": j["sets"]}
                                                 for j in jobs]},
-                        Path(args.results_dir) if args.results_dir else None)
+                        results_dir)
     print(f"results: {path}", file=sys.stderr)
     if TRAININGS.signal is not None:
         stopped = [j["id"] for j in jobs if j["id"] in selected and j["summary"].get("failed")]

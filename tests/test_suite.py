@@ -19,9 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _suite(out: Path, results: Path, only: str = "-s1") -> subprocess.CompletedProcess:
+def _suite(out: Path, results: Path, only: str = "-s1", *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--plan", str(ROOT / "benchmarks/plans/smoke.yaml"),
-           "--out", str(out), "--results-dir", str(results), f"--only={only}"]
+           "--out", str(out), "--results-dir", str(results), f"--only={only}", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -85,6 +85,14 @@ def test_suite_aggregates_the_whole_plan_after_an_only_run(tmp_path):
     (again,) = agg["comparisons"]
     assert (again["seeds"], again["vs_seeds"]) == ([1], [1])
     assert again["t_pvalue"] == cmp["t_pvalue"] and again["mean_diff"] == cmp["mean_diff"]
+    # an --out folder without those runs (a fresh machine) never erases their aggregate
+    before = (results / "smoke.json").read_text()
+    proc = _suite(tmp_path / "fresh", results, "aggregate-only-nothing-selected", "--aggregate-only")
+    assert (results / "smoke.json").read_text() == before
+    assert "holds finished runs this aggregate lacks (synthetic/ce/sasrec seed 1" in proc.stderr
+    assert json.loads((results / "smoke.partial.json").read_text())["table"] == {}
+    _suite(tmp_path / "fresh", results, "aggregate-only-nothing-selected", "--aggregate-only", "--replace-aggregate")
+    assert json.loads((results / "smoke.json").read_text())["table"] == {}
 
 
 def test_suite_continues_a_run_that_sigterm_interrupted(tmp_path):
@@ -115,7 +123,9 @@ def test_suite_continues_a_run_that_sigterm_interrupted(tmp_path):
     assert agg_only.returncode == 0, agg_only.stderr[-3000:]
     assert "resuming" not in agg_only.stderr  # --aggregate-only starts nothing ...
     assert json.loads((run / "summary.json").read_text())["stop_reason"] == "interrupted"
-    assert not json.loads((results / "smoke.json").read_text())["table"]  # ... nor counts the interrupted run
+    # ... nor counts the interrupted run (so the aggregate of its finished state is kept, this one set aside)
+    assert not json.loads((results / "smoke.partial.json").read_text())["table"]
+    assert json.loads((results / "smoke.json").read_text())["table"]["synthetic/ce/prism"]["seeds"] == [1]
 
     proc = _suite(out, results, only="prism-s1")
     assert "resuming synthetic-ce-prism-s1" in proc.stderr
