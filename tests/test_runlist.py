@@ -85,6 +85,9 @@ def test_find_runs_searches_below_but_not_inside_runs(tmp_path):
     (tmp_path / "plan" / "notes" / "config.yaml").write_text("no epochs, no summary: not a run\n")
     assert find_runs([tmp_path / "plan", a]) == [b, a]  # sorted, each once
     assert run_status(b).state == "no epoch yet" and run_status(b).seconds_per_epoch is None
+    (b / "metrics.jsonl").unlink()  # cut off before its first epoch: config and resume/ only
+    (b / "resume").mkdir()
+    assert run_status(b).state == "no epoch yet"
     with pytest.raises(FileNotFoundError, match="no such folder"):
         find_runs([tmp_path / "missing"])
 

@@ -139,8 +139,9 @@ def run_status(run_dir: str | Path, metric: str | None = None) -> RunStatus:
     metric = metric or str(train.get("metric") or "NDCG@10")
     summary = read_summary(run_dir)
     records = read_epochs(run_dir)
-    written = _mtime(run_dir / "metrics.jsonl")  # when the last epoch was written
-    current = written <= _mtime(run_dir / "summary.json")  # a summary after the last epoch (-inf: none)
+    written = _mtime(run_dir / "metrics.jsonl")  # when the last epoch was written (-inf: none yet)
+    summarised = _mtime(run_dir / "summary.json")  # -inf: no summary
+    current = summarised > float("-inf") and written <= summarised  # a summary, written after the last epoch
     if summary is not None and not current:
         summary = None  # epochs written after it: the run was resumed and trains on (or was cut off again)
     damaged = summary is None and current  # there, after the epochs, but not a JSON object
