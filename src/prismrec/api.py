@@ -180,7 +180,7 @@ def check_dense_item_ids(dataset: RecDataset, min_seq_len: int) -> None:
     if dataset.item_raw_ids is not None:
         return
     largest = dataset.num_items
-    seen = int(len(np.unique(dataset.sequences.items)))
+    seen = dataset.num_items_seen
     if largest > 2 * seen and largest - seen > MAX_UNUSED_ITEM_IDS:
         raise DataError(f"{dataset.source or dataset.name}: the largest item id is {largest:,} but only {seen:,} "
                         f"distinct item ids occur (users with at least {min_seq_len} items); item ids must be "
@@ -277,7 +277,7 @@ def warn_unused_item_ids(dataset: RecDataset) -> None:
     full-ranking evaluation (harder ranking, lower scores than with the ids remapped). Say so, once."""
     if dataset.extras.get("synthetic"):  # a generated world's catalogue is what it planted; no file to renumber
         return
-    unused = dataset.num_items - len(np.unique(dataset.sequences.items))
+    unused = dataset.num_items - dataset.num_items_seen
     if unused:
         warnings.warn(f"{dataset.source or dataset.name}: {unused:,} of the {dataset.num_items:,} item ids "
                       f"(1..{dataset.num_items:,}) {'occurs' if unused == 1 else 'occur'} in no sequence; "

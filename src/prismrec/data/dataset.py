@@ -92,6 +92,11 @@ class RecDataset:
             h.update(np.ascontiguousarray(array, dtype="<i8").tobytes())
         return h.hexdigest()[:16]
 
+    @property
+    def num_items_seen(self) -> int:
+        """How many of the item ids 1..num_items occur in some sequence."""
+        return int(len(np.unique(self.sequences.items)))
+
     def statistics(self) -> dict:
         lengths = self.sequences.lengths
         n_int = self.sequences.num_interactions
@@ -99,7 +104,7 @@ class RecDataset:
             "name": self.name,
             "users": self.num_users,
             "items": self.num_items,
-            "items_seen": int(len(np.unique(self.sequences.items))),
+            "items_seen": self.num_items_seen,
             "interactions": n_int,
             "avg_len": round(float(lengths.mean()), 2),
             "median_len": float(np.median(lengths)),
